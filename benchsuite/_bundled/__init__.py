@@ -1,0 +1,1 @@
+"""Plugin folders shipped with the suite (mapped here in wheels)."""

@@ -1,0 +1,291 @@
+"""Command line: ``benchsuite run | ls | report | show``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Sequence
+
+from benchsuite.errors import BenchsuiteError, ConfigError
+
+RUN_EXAMPLES = """
+examples:
+  benchsuite run --methods all                      # every method on the default protocol (quick)
+  benchsuite run --methods random,herding --ipc 1   # a subset of methods and IPCs
+  benchsuite run --methods 'dc*' --protocol paper --device cuda
+  benchsuite run --methods dm --set dm.iterations=50 --eval epochs=100
+  BENCHSUITE_DATA=../shared/data benchsuite run --methods all --results results/
+"""
+
+LS_EXAMPLES = """
+examples:
+  benchsuite ls methods
+  benchsuite ls archs
+  benchsuite --plugins-dir ./my_plugins ls plugins
+"""
+
+REPORT_EXAMPLES = """
+examples:
+  benchsuite report                  # reads results/records.jsonl, writes results/leaderboard.md and summary.csv
+  benchsuite report --results runs/ --out docs/
+"""
+
+SHOW_EXAMPLES = """
+examples:
+  benchsuite show results/artifacts/quick-<hash>/fashionmnist/dm/ipc10-seed0.pt --out dm.png
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(p) for p in _csv(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def _key_values(items: Sequence[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{what} expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchsuite", description="Benchmark dataset distillation methods under one protocol.",
+    )
+    parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
+                        help="also load every *.py plugin in DIR (repeatable)")
+    parser.add_argument("--no-entry-points", action="store_true",
+                        help="do not load plugins from installed packages (entry point group 'benchsuite')")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    run = sub.add_parser("run", help="distill and evaluate a grid of methods", epilog=RUN_EXAMPLES, formatter_class=fmt)
+    run.add_argument("--methods", required=True, help="comma list, glob patterns ('glad-*') or 'all'")
+    run.add_argument("--protocol", default="quick", help="protocol name (smoke, quick, paper) or a .toml path; default quick")
+    run.add_argument("--datasets", type=_csv, help="override the protocol's datasets (comma list)")
+    run.add_argument("--ipc", type=_ints, help="override the protocol's IPCs, e.g. 1,10")
+    run.add_argument("--archs", type=_csv, help="override the evaluation architectures; the first one distills")
+    run.add_argument("--seeds", type=_ints, help="override the distillation seeds, e.g. 0,1,2")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--results", type=Path, default=Path("results"), help="records and artifacts folder (default results/)")
+    run.add_argument("--cache-dir", type=Path, help="cache for datasets, experts, priors (default $BENCHSUITE_CACHE or ~/.cache/benchsuite)")
+    run.add_argument("--data-root", help="dataset folder (default $BENCHSUITE_DATA): torchvision layout or the npz layout of shared/data")
+    run.add_argument("--no-download", action="store_true", help="never try torchvision downloads")
+    run.add_argument("--force", action="store_true", help="rerun cells that already have records")
+    run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                     help="override a method hyperparameter, e.g. dm.iterations=100 (repeatable)")
+    run.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
+                     help="override the protocol's evaluation recipe, e.g. epochs=300 or augment=none (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard after the run")
+
+    ls = sub.add_parser("ls", help="list methods, datasets, archs, plugins or protocols", epilog=LS_EXAMPLES,
+                        formatter_class=fmt)
+    ls.add_argument("what", choices=["methods", "datasets", "archs", "plugins", "protocols"])
+
+    rep = sub.add_parser("report", help="write the leaderboard and summary from records", epilog=REPORT_EXAMPLES,
+                         formatter_class=fmt)
+    rep.add_argument("--results", type=Path, default=Path("results"), help="folder with records.jsonl (default results/)")
+    rep.add_argument("--out", type=Path, help="where to write leaderboard.md and summary.csv (default: --results)")
+
+    show = sub.add_parser("show", help="describe a distilled set and render its images as a grid",
+                          epilog=SHOW_EXAMPLES, formatter_class=fmt)
+    show.add_argument("artifact", type=Path, help="a .pt file under results/artifacts/")
+    show.add_argument("--out", type=Path, help="PNG path for the image grid (default: next to the artifact)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return _dispatch(args)
+    except BenchsuiteError as exc:
+        print(f"benchsuite: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbenchsuite: interrupted; finished records are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _plugins(args: argparse.Namespace):
+    from benchsuite.plugins import get_plugin_manager
+
+    return get_plugin_manager(args.plugins_dir, entry_points=not args.no_entry_points)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "ls":
+        return _cmd_ls(args)
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "report":
+        return _cmd_report(args)
+    if args.command == "show":
+        return _cmd_show(args)
+    raise ConfigError(f"unknown command {args.command!r}")
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    if args.what == "protocols":
+        from benchsuite.protocol import available_protocols, load_protocol
+
+        rows = []
+        for name in available_protocols():
+            p = load_protocol(name)
+            rows.append({"protocol": name, "hash": p.hash, "datasets": ",".join(p.datasets),
+                         "ipcs": ",".join(map(str, p.ipcs)), "archs": ",".join(p.archs),
+                         "eval": f"{p.eval.epochs} ep, {p.eval.models} models, {p.eval.augment}",
+                         "description": p.description})
+        print(tabulate(rows, headers="keys"))
+        return 0
+    plugins = _plugins(args)
+    if args.what == "methods":
+        rows = [{"method": n, "kind": c.kind, "version": c.version, "plugin": plugins.methods.origin(n),
+                 "description": textwrap.shorten(c.description, 70)} for n, c in plugins.methods.items()]
+    elif args.what == "datasets":
+        rows = [{"dataset": n, "shape": "x".join(map(str, e.spec.shape)), "classes": e.spec.num_classes,
+                 "aliases": ",".join(e.spec.aliases), "plugin": plugins.datasets.origin(n)}
+                for n, e in plugins.datasets.items()]
+    elif args.what == "archs":
+        rows = [{"arch": n, "plugin": plugins.archs.origin(n), "description": plugins.arch_descriptions.get(n, "")}
+                for n, _ in plugins.archs.items()]
+        rows.append({"arch": "timm:<name>", "plugin": "benchsuite.builtin",
+                     "description": "any timm model, e.g. timm:resnet18 (built with pretrained=False)"})
+    else:
+        rows = [{"plugin": i.name, "source": i.source, "hooks": ",".join(i.hooks), "location": i.location}
+                for i in plugins.infos.values()]
+    print(tabulate(rows, headers="keys"))
+    return 0
+
+
+def _method_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in _key_values(items, "--set").items():
+        if "." not in key:
+            raise ConfigError(f"--set expects METHOD.KEY=VALUE, got {key!r}")
+        method, field_name = key.split(".", 1)
+        out.setdefault(method.lower(), {})[field_name] = value
+    return out
+
+
+def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Turn CLI strings into the types of each method's config fields."""
+    from benchsuite.protocol import coerce_like
+
+    typed: dict[str, dict[str, Any]] = {}
+    for method, values in overrides.items():
+        cls = plugins.methods.get(method)
+        dataset = plugins.datasets.canonical(protocol.datasets[0])
+        defaults = cls.config_for(dataset, protocol.ipcs[0], protocol)
+        fields = {f.name for f in dataclasses.fields(defaults)}
+        for k in values:
+            if k not in fields:
+                raise ConfigError(f"method {method!r} has no hyperparameter {k!r}; known: {sorted(fields)}")
+        typed[plugins.methods.canonical(method)] = {
+            k: coerce_like(getattr(defaults, k), v, f"{method}.{k}") for k, v in values.items()
+        }
+    return typed
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from benchsuite.progress import say
+    from benchsuite.protocol import load_protocol
+    from benchsuite.report import write_report
+    from benchsuite.runner import RunOptions, Runner, default_cache_dir
+
+    plugins = _plugins(args)
+    protocol = load_protocol(args.protocol)
+    eval_changes = _key_values(args.eval, "--eval")
+    protocol = protocol.with_overrides(
+        datasets=[plugins.datasets.canonical(d) for d in args.datasets] if args.datasets else
+        [plugins.datasets.canonical(d) for d in protocol.datasets],
+        ipcs=args.ipc, archs=args.archs, seeds=args.seeds, eval=eval_changes or None,
+    )
+    methods = plugins.methods.match(args.methods)
+    options = RunOptions(
+        results_dir=args.results,
+        cache_dir=args.cache_dir or default_cache_dir(),
+        data_root=args.data_root,
+        allow_download=not args.no_download,
+        device=args.device,
+        force=args.force,
+        quiet=args.quiet,
+        method_overrides=_coerce_overrides(plugins, protocol, _method_overrides(args.set)),
+    )
+    runner = Runner(plugins, protocol, options)
+    say(f"protocol {protocol.name} ({protocol.hash}): {len(methods)} method(s) x {len(protocol.datasets)} dataset(s) "
+        f"x IPC {list(protocol.ipcs)} x seeds {list(protocol.seeds)}; eval on {', '.join(protocol.archs)}; "
+        f"device {runner.device}", args.quiet)
+    summary = runner.run(methods)
+    say(f"done in {summary.seconds:.0f}s: {summary.ok_records} ok record(s), {summary.error_records} error(s), "
+        f"{summary.skipped} cell(s) skipped; records in {args.results / 'records.jsonl'}", args.quiet)
+    if not args.no_report:
+        board, _, _ = write_report(args.results)
+        say(f"leaderboard: {board}", args.quiet)
+    for line in summary.errors:
+        print(f"benchsuite: failed: {line}", file=sys.stderr)
+    return 1 if summary.error_records else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from benchsuite.report import write_report
+
+    if not (args.results / "records.jsonl").exists():
+        raise ConfigError(f"no records in {args.results}/records.jsonl; run `benchsuite run` first or pass --results")
+    board, summary_path, summary = write_report(args.results, args.out)
+    print(f"wrote {board} and {summary_path} ({len(summary)} rows)")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    import torch
+    from torchvision.utils import save_image
+
+    from benchsuite.api import SyntheticSet
+
+    if not args.artifact.exists():
+        raise ConfigError(f"artifact {args.artifact} does not exist")
+    syn, meta = SyntheticSet.load(args.artifact)
+    plugins = _plugins(args)
+    dataset = meta.get("dataset")
+    images = syn.images
+    if dataset and dataset in plugins.datasets:
+        spec = plugins.datasets.get(dataset).spec
+        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+        std = torch.tensor(spec.std).view(1, -1, 1, 1)
+        images = images * std + mean
+    labels = syn.hard_labels()
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels)
+    out = args.out or args.artifact.with_suffix(".png")
+    save_image(images[order].clamp(0, 1), out, nrow=int(counts.max()) if len(counts) else 8, padding=1)
+    print(f"{args.artifact}: {len(images)} images {tuple(images.shape[1:])}, {len(counts)} classes, "
+          f"storage {syn.storage_bytes} bytes, learned lr {syn.learned_lr}")
+    for k in ("method", "method_version", "dataset", "ipc", "seed", "protocol", "distill_seconds"):
+        if k in meta:
+            print(f"  {k}: {meta[k]}")
+    print(f"grid (one row per class): {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

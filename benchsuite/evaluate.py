@@ -1,0 +1,158 @@
+"""The fixed evaluator: train fresh models on a synthetic set, report final-epoch test accuracy.
+
+Tensors already in memory stay on the device (no DataLoader); the only host sync per model is the
+final accuracy. Accuracy is that of the last epoch, never the best test checkpoint (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchsuite.api import LabeledData, SyntheticSet
+from benchsuite.modeling import child_generator
+from benchsuite.ops.dsa import DSA
+from benchsuite.protocol import EvalRecipe
+
+ProgressFn = Callable[..., None]
+
+
+@dataclass
+class EvalResult:
+    arch: str
+    accuracies: list[float]
+    train_seconds: float
+    test_seconds: float
+    epochs: int
+    lr: float
+    soft_labels: bool
+    final_train_loss: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return float(sum(self.accuracies) / len(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        # Population std over models, as the DC code base reports (np.std).
+        m = self.mean
+        return float(math.sqrt(sum((a - m) ** 2 for a in self.accuracies) / len(self.accuracies)))
+
+
+def train_model(
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    generator: torch.Generator,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 256,
+    lr_decay_at: float | None = 0.5,
+    lr_decay_factor: float = 0.1,
+    augment: DSA | None = None,
+    progress: ProgressFn | None = None,
+) -> float:
+    """Train ``model`` in place with SGD; returns the last batch's loss.
+
+    ``targets`` are class indices ``[N]`` or probabilities ``[N, K]`` (soft labels). The lr is
+    multiplied by ``lr_decay_factor`` once, after ``lr_decay_at`` of the epochs (DC recipe: x0.1 at
+    half). Augmentation draws independent parameters per sample from ``generator``.
+    """
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    n = images.shape[0]
+    decay_epoch = int(round(epochs * lr_decay_at)) if lr_decay_at else None
+    loss = torch.zeros((), device=images.device)
+    single_batch = n <= batch_size
+    for epoch in range(epochs):
+        if decay_epoch is not None and epoch == decay_epoch:
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_decay_factor
+        if single_batch:
+            # The whole set is one batch: a permutation would only reorder it.
+            batches = [(images, targets)]
+        else:
+            perm = torch.randperm(n, generator=generator).to(images.device)
+            batches = [(images[ix], targets[ix]) for ix in perm.split(batch_size)]
+        for xb, yb in batches:
+            if augment is not None:
+                xb = augment(xb, generator)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if progress is not None:
+            progress(epoch + 1, epochs)
+    return float(loss.detach())
+
+
+@torch.inference_mode()
+def test_accuracy(model: nn.Module, test: LabeledData, batch_size: int = 2000) -> float:
+    """Top-1 accuracy (%) on the whole test set, one host sync."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=test.device)
+    for xb, yb in zip(test.images.split(batch_size), test.labels.split(batch_size)):
+        correct += (model(xb).argmax(dim=1) == yb).sum()
+    return 100.0 * float(correct) / len(test)
+
+
+def evaluate_synset(
+    syn: SyntheticSet,
+    test: LabeledData,
+    *,
+    arch: str,
+    make_model: Callable[[str, torch.Generator], nn.Module],
+    recipe: EvalRecipe,
+    device: torch.device,
+    generator: torch.Generator,
+    dsa_strategy: str,
+    epochs: int | None = None,
+    progress: ProgressFn | None = None,
+) -> EvalResult:
+    """Train ``recipe.models`` fresh ``arch`` models on ``syn`` and test each on ``test``.
+
+    The closed division uses hard labels and the recipe's lr; the open division honours the set's
+    soft labels and learned lr when it has them.
+    """
+    open_division = recipe.division == "open"
+    images = syn.images.to(device)
+    use_soft = open_division and syn.soft_labels
+    targets = (syn.labels.float() if use_soft else syn.hard_labels().long()).to(device)
+    lr = syn.learned_lr if (open_division and syn.learned_lr) else recipe.lr
+    epochs = epochs or recipe.epochs
+    augment = DSA(dsa_strategy) if recipe.augment == "dsa" else None
+    test = test.to(device)
+
+    accs, losses = [], []
+    train_s = test_s = 0.0
+    for m in range(recipe.models):
+        g = child_generator(generator)
+        model = make_model(arch, g).to(device)
+        t0 = time.perf_counter()
+
+        def report(epoch: int, total: int, m: int = m) -> None:
+            if progress is not None:
+                progress(epoch, total, model=f"{m + 1}/{recipe.models}")
+
+        losses.append(
+            train_model(
+                model, images, targets, epochs=epochs, lr=lr, generator=g, momentum=recipe.momentum,
+                weight_decay=recipe.weight_decay, batch_size=recipe.batch_size,
+                lr_decay_at=recipe.lr_decay_at, lr_decay_factor=recipe.lr_decay_factor,
+                augment=augment, progress=report,
+            )
+        )
+        t1 = time.perf_counter()
+        accs.append(test_accuracy(model, test, recipe.test_batch_size))
+        test_s += time.perf_counter() - t1
+        train_s += t1 - t0
+    return EvalResult(arch, accs, train_s, test_s, epochs, float(lr), use_soft, losses)

@@ -1,0 +1,1 @@
+"""Tensor operations shared by methods and evaluators (augmentation, ...)."""

@@ -1,0 +1,189 @@
+"""Plugin discovery: built-ins, the bundled method folders, user folders and entry points."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from benchsuite import hookspecs
+from benchsuite.errors import PluginError
+from benchsuite.registry import Registry
+
+log = logging.getLogger("benchsuite")
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+HOOK_NAMES = ("register_methods", "register_datasets", "register_architectures", "record_ready")
+
+
+def bundled_plugin_dirs() -> list[Path]:
+    """The ``baselines/`` and ``plugins/`` folders shipped with the suite.
+
+    In a wheel they are installed as ``benchsuite/_bundled/<folder>``; in a source checkout (or an
+    editable install) they sit next to the package.
+    """
+    package = Path(__file__).resolve().parent
+    out = []
+    for folder in ("baselines", "plugins"):
+        for candidate in (package / "_bundled" / folder, package.parent / folder):
+            if candidate.is_dir():
+                out.append(candidate)
+                break
+    return out
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str  # "builtin", "bundled", "folder", "entry-point"
+    location: str
+    hooks: list[str] = field(default_factory=list)
+
+
+def _load_module_from_path(path: Path, source: str) -> ModuleType:
+    # A unique module name per file: plugin folders are not packages, and two folders may both
+    # hold a ``dc.py``.
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    mod_name = f"benchsuite_plugin_{path.stem}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"cannot load plugin file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        raise PluginError(f"plugin {path} ({source}) failed to import: {tb}. Fix or remove that file.") from exc
+    return module
+
+
+def _plugin_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise PluginError(f"plugins folder {folder} does not exist")
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+
+
+class PluginSet:
+    """A pluggy manager plus the registries its plugins filled."""
+
+    def __init__(self, plugin_dirs: Iterable[Path | str] = (), entry_points: bool = True, bundled: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        from benchsuite import builtin  # local import: builtin imports data/archs (heavy)
+
+        self._register(builtin, "benchsuite.builtin", "builtin", builtin.__file__ or "")
+        if bundled:
+            for folder in bundled_plugin_dirs():
+                for path in _plugin_files(folder):
+                    self._register(_load_module_from_path(path, "bundled"), f"{folder.name}/{path.stem}", "bundled", str(path))
+        for folder in plugin_dirs:
+            folder = Path(folder).expanduser()
+            for path in _plugin_files(folder):
+                self._register(_load_module_from_path(path, "folder"), f"{folder}/{path.stem}", "folder", str(path))
+        if entry_points:
+            for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    obj = ep.load()
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin entry point {ep.name!r} ({ep.value}) failed to import: {exc!r}. "
+                        "Reinstall or uninstall the package that provides it."
+                    ) from exc
+                self._register(obj, f"entry-point:{ep.name}", "entry-point", ep.value)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(self._pending_message(exc)) from exc
+
+        self.methods: Registry[type] = Registry("method")
+        self.datasets: Registry[Any] = Registry("dataset")
+        self.archs: Registry[Callable[..., Any]] = Registry("architecture")
+        self.arch_descriptions: dict[str, str] = {}
+        self._fill_registries()
+
+    # -- loading ---------------------------------------------------------------------------
+    def _register(self, obj: object, name: str, source: str, location: str) -> None:
+        if self.pm.is_registered(obj) or name in self.infos:
+            return
+        try:
+            self.pm.register(obj, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} ({location}) is invalid: {exc}") from exc
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} ({location}) could not be registered: {exc}") from exc
+        hooks = [h.name for h in self.pm.get_hookcallers(obj) or []]
+        self.infos[name] = PluginInfo(name, source, location, sorted(hooks))
+
+    def _pending_message(self, exc: pluggy.PluginValidationError) -> str:
+        plugin_name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+        location = self.infos[plugin_name].location if plugin_name in self.infos else "?"
+        known = ", ".join(HOOK_NAMES)
+        return f"plugin {plugin_name!r} ({location}): {exc}. Known hooks: {known}."
+
+    def _fill_registries(self) -> None:
+        from benchsuite.api import Method
+
+        def each(hook_name: str, make_register: Callable[[str], Callable[..., None]]) -> None:
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in reversed(caller.get_hookimpls()):  # registration order
+                try:
+                    impl.function(register=make_register(impl.plugin_name))
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: {exc!r}") from exc
+
+        def method_register(origin: str) -> Callable[..., None]:
+            def register(cls: type) -> None:
+                if not (isinstance(cls, type) and issubclass(cls, Method)):
+                    raise PluginError(f"plugin {origin!r} registered {cls!r}, which is not a benchsuite.Method subclass")
+                for attr in ("name", "Config"):
+                    if not hasattr(cls, attr):
+                        raise PluginError(f"plugin {origin!r}: method class {cls.__name__} lacks {attr!r}")
+                self.methods.register(cls.name, cls, origin)
+
+            return register
+
+        def dataset_register(origin: str) -> Callable[..., None]:
+            def register(entry: Any) -> None:
+                self.datasets.register(entry.spec.name, entry, origin, aliases=entry.spec.aliases)
+
+            return register
+
+        def arch_register(origin: str) -> Callable[..., None]:
+            def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
+                self.archs.register(name, factory, origin)
+                self.arch_descriptions[name.lower()] = description
+
+            return register
+
+        each("register_datasets", dataset_register)
+        each("register_architectures", arch_register)
+        each("register_methods", method_register)
+
+    # -- use -------------------------------------------------------------------------------
+    def notify_record(self, record: dict[str, Any]) -> None:
+        for impl in self.pm.hook.record_ready.get_hookimpls():
+            try:
+                impl.function(record=record)
+            except Exception:  # an observer must never break a sweep
+                log.exception("plugin %r failed in record_ready", impl.plugin_name)
+
+
+def get_plugin_manager(plugin_dirs: Iterable[Path | str] = (), entry_points: bool = True) -> PluginSet:
+    """Load every plugin and fill the registries; raises :class:`PluginError` naming a bad plugin."""
+    return PluginSet(plugin_dirs=plugin_dirs, entry_points=entry_points)

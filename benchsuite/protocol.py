@@ -1,0 +1,195 @@
+"""Protocols: everything about a benchmark run that a method does not own, loaded from TOML."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchsuite.errors import ConfigError, UnknownNameError
+
+PROTOCOL_DIR = Path(__file__).resolve().parent / "protocols"
+
+
+@dataclass(frozen=True)
+class EvalRecipe:
+    """How every synthetic set is evaluated: train fresh models, report final-epoch test accuracy.
+
+    Defaults are the DC/DSA/DM evaluation (METHODS.md §1.4): SGD lr 0.01, momentum 0.9, weight
+    decay 5e-4, batch 256, lr x0.1 at half of the epochs, DSA augmentation during training.
+    """
+
+    epochs: int = 1000
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    lr_decay_at: float = 0.5
+    lr_decay_factor: float = 0.1
+    augment: str = "dsa"  # "dsa" or "none"
+    models: int = 5  # fresh models per architecture
+    test_batch_size: int = 2000
+    division: str = "closed"  # "closed": hard labels + fixed lr; "open": honour soft labels and learned lr
+    # Epochs when the "set" is the whole training set (the `full` upper bound): an epoch there is
+    # thousands of steps, so the protocol budgets it separately. None: same as `epochs`.
+    full_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.augment not in ("dsa", "none"):
+            raise ConfigError(f"eval.augment must be 'dsa' or 'none', got {self.augment!r}")
+        if self.division not in ("closed", "open"):
+            raise ConfigError(f"eval.division must be 'closed' or 'open', got {self.division!r}")
+        if self.full_epochs is not None and self.full_epochs < 1:
+            raise ConfigError(f"eval.full_epochs must be >= 1, got {self.full_epochs}")
+        for name in ("epochs", "batch_size", "models", "test_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.lr_decay_at <= 1:
+            raise ConfigError(f"eval.lr_decay_at must be in (0, 1], got {self.lr_decay_at}")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named, hashed benchmark protocol.
+
+    ``archs[0]`` is the architecture methods distill with (the protocol's ConvNet); every
+    architecture in ``archs`` evaluates every synthetic set (cross-architecture transfer).
+    ``budget`` selects the methods' hyperparameter tables: ``smoke``, ``quick`` or ``paper``.
+    ``train_limit_per_class`` caps the real training images per class (tiny real runs).
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    ipcs: tuple[int, ...]
+    archs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    eval: EvalRecipe
+    budget: str = "quick"
+    description: str = ""
+    train_limit_per_class: int | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("datasets", "ipcs", "archs", "seeds"):
+            if not getattr(self, name):
+                raise ConfigError(f"protocol {self.name!r}: {name} must not be empty")
+        if any(i < 1 for i in self.ipcs):
+            raise ConfigError(f"protocol {self.name!r}: every IPC must be >= 1, got {list(self.ipcs)}")
+        if self.budget not in ("smoke", "quick", "paper"):
+            raise ConfigError(f"protocol {self.name!r}: budget must be smoke, quick or paper, got {self.budget!r}")
+
+    @property
+    def distill_arch(self) -> str:
+        return self.archs[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    @property
+    def hash(self) -> str:
+        """Hash of every field that changes results (not the description or file path)."""
+        d = self.as_dict()
+        d.pop("description")
+        blob = json.dumps(d, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def with_overrides(self, **changes: Any) -> "Protocol":
+        """A copy with grid axes narrowed (``--datasets`` etc.); ``eval`` takes a dict of recipe fields."""
+        clean = {k: v for k, v in changes.items() if v is not None}
+        if "eval" in clean and isinstance(clean["eval"], dict):
+            clean["eval"] = _replace_checked(self.eval, clean["eval"], "eval")
+        for key in ("datasets", "archs"):
+            if key in clean:
+                clean[key] = tuple(clean[key])
+        for key in ("ipcs", "seeds"):
+            if key in clean:
+                clean[key] = tuple(int(v) for v in clean[key])
+        return dataclasses.replace(self, **clean)
+
+
+def _replace_checked(obj: Any, values: dict[str, Any], where: str) -> Any:
+    """``dataclasses.replace`` that rejects unknown keys and coerces strings (from the CLI)."""
+    fields = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    typed = {k: coerce_like(getattr(obj, k), v, f"{where}.{k}") for k, v in values.items()}
+    return dataclasses.replace(obj, **typed)
+
+
+def coerce_like(default: Any, value: Any, where: str) -> Any:
+    """Convert ``value`` (often a CLI string) to the type of ``default``."""
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    kind = type(default) if default is not None else None
+    for caster in ([kind] if kind in (int, float) else [int, float]):
+        try:
+            return caster(text)
+        except ValueError:
+            continue
+    if kind in (int, float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return text
+
+
+def available_protocols() -> list[str]:
+    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    """Load a built-in protocol by name (``quick``) or any TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROTOCOL_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            import difflib
+
+            known = available_protocols()
+            close = difflib.get_close_matches(str(name_or_path), known, n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise UnknownNameError(
+                f"unknown protocol {str(name_or_path)!r}.{hint} Known: {', '.join(known)}; "
+                "or pass the path of a .toml file"
+            )
+    elif not path.exists():
+        raise ConfigError(f"protocol file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"protocol file {path} is not valid TOML: {exc}") from exc
+    return protocol_from_dict(raw, source=str(path), default_name=path.stem)
+
+
+def protocol_from_dict(raw: dict[str, Any], source: str = "", default_name: str = "custom") -> Protocol:
+    raw = dict(raw)
+    eval_raw = raw.pop("eval", {})
+    known = {f.name for f in dataclasses.fields(Protocol)} - {"eval", "source"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"protocol {source or default_name}: unknown key(s) {unknown}; known: {sorted(known)}")
+    recipe = _replace_checked(EvalRecipe(), eval_raw, "eval")
+    return Protocol(
+        name=raw.pop("name", default_name),
+        datasets=tuple(raw.pop("datasets", ())),
+        ipcs=tuple(int(i) for i in raw.pop("ipcs", ())),
+        archs=tuple(raw.pop("archs", ("convnet",))),
+        seeds=tuple(int(s) for s in raw.pop("seeds", (0,))),
+        eval=recipe,
+        source=source,
+        **raw,
+    )

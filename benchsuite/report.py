@@ -1,0 +1,198 @@
+"""Tables derived from the records: leaderboard, efficiency, cross-architecture transfer.
+
+Results of different protocols (by hash) are never ranked together: each protocol gets its own
+section. Within a protocol a method's score in a (dataset, IPC) column pools the per-model test
+accuracies of all its distillation seeds on the protocol's distillation architecture.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from benchsuite.records import latest_records, read_records
+
+LEADERBOARD_FILE = "leaderboard.md"
+SUMMARY_FILE = "summary.csv"
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per latest record, with the fields the tables need."""
+    rows = []
+    for r in latest_records(records):
+        acc = r.get("accuracy") or {}
+        rows.append({
+            "protocol": r.get("protocol"),
+            "protocol_hash": r.get("protocol_hash"),
+            "method": r.get("method"),
+            "dataset": r.get("dataset"),
+            "test_set": r.get("test_set"),
+            "ipc": r.get("ipc"),
+            "arch": r.get("arch"),
+            "seed": r.get("seed"),
+            "status": r.get("status"),
+            "values": acc.get("values", []),
+            "distill_seconds": r.get("distill_seconds"),
+            "distill_peak_memory_bytes": r.get("distill_peak_memory_bytes"),
+            "memory_kind": r.get("memory_kind"),
+            "eval_seconds": r.get("eval_seconds"),
+            "storage_bytes": r.get("storage_bytes"),
+            "division": r.get("division"),
+            "error": (r.get("error") or {}).get("message"),
+            "device": (r.get("machine") or {}).get("device"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _pool(values: pd.Series) -> tuple[float, float, int]:
+    flat = [v for vs in values for v in vs]
+    if not flat:
+        return math.nan, math.nan, 0
+    mean = sum(flat) / len(flat)
+    std = math.sqrt(sum((v - mean) ** 2 for v in flat) / len(flat))
+    return mean, std, len(flat)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (protocol, dataset, ipc, arch, method): pooled accuracy and mean costs."""
+    ok = df[df["status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "acc_mean",
+                                     "acc_std", "n", "seeds", "distill_seconds", "distill_peak_memory_bytes",
+                                     "eval_seconds", "storage_bytes", "division", "test_set"])
+    keys = ["protocol", "protocol_hash", "dataset", "ipc", "arch", "method"]
+    out = []
+    for key, g in ok.groupby(keys, sort=True, dropna=False):
+        mean, std, n = _pool(g["values"])
+        out.append(dict(zip(keys, key)) | {
+            "acc_mean": round(mean, 2), "acc_std": round(std, 2), "n": n, "seeds": int(g["seed"].nunique()),
+            "distill_seconds": _mean(g["distill_seconds"]),
+            "distill_peak_memory_bytes": _mean(g["distill_peak_memory_bytes"]),
+            "eval_seconds": _mean(g["eval_seconds"]),
+            "storage_bytes": _mean(g["storage_bytes"]),
+            "division": g["division"].iloc[0],
+            "test_set": g["test_set"].iloc[0],
+        })
+    summary = pd.DataFrame(out)
+    summary["rank"] = (
+        summary.groupby(["protocol_hash", "dataset", "ipc", "arch"])["acc_mean"].rank(ascending=False, method="min")
+        .astype(int)
+    )
+    return summary
+
+
+def _mean(s: pd.Series) -> float | None:
+    s = pd.to_numeric(s, errors="coerce").dropna()
+    return None if s.empty else round(float(s.mean()), 3)
+
+
+def _fmt_bytes(b: float | None) -> str:
+    if b is None or (isinstance(b, float) and math.isnan(b)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+        b /= 1024
+    return str(b)
+
+
+def _fmt_secs(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "-"
+    return f"{s:.1f}s" if s < 600 else f"{s / 60:.1f}min"
+
+
+def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> list[str]:
+    """Markdown sections, one per protocol hash."""
+    sections = []
+    for (proto, phash), ps in summary.groupby(["protocol", "protocol_hash"], sort=True):
+        main_arch = distill_archs.get(phash) or ps["arch"].iloc[0]
+        main = ps[ps["arch"] == main_arch].copy()
+        lines = [f"## Protocol `{proto}` (hash `{phash}`), evaluated on `{main_arch}`", ""]
+        test_sets = sorted({t for t in ps["test_set"].dropna().unique() if t and t != "official"})
+        if test_sets:
+            lines += [f"Test sets: {'; '.join(test_sets)}.", ""]
+        divisions = sorted(ps["division"].dropna().unique())
+        lines += [f"Division: {', '.join(divisions)}. Accuracy: final-epoch test accuracy (%), mean ± std "
+                  "over all evaluation models of all seeds (n). Rank within each column.", ""]
+        # IPC 0 marks IPC-independent methods (the whole-set upper bound): shown in every column
+        # of their dataset, never ranked.
+        cols = sorted({(d, i) for d, i in zip(main["dataset"], main["ipc"]) if i != 0})
+        if not cols:
+            cols = sorted({(d, i) for d, i in zip(main["dataset"], main["ipc"])})
+        ranked, bounds = [], []
+        for method, ms in main.groupby("method"):
+            row: dict[str, Any] = {"method": method}
+            ranks = []
+            bound = bool((ms["ipc"] == 0).all())
+            for d, i in cols:
+                hit = ms[(ms["dataset"] == d) & (ms["ipc"] == (0 if bound else i))]
+                if hit.empty:
+                    row[f"{d} IPC {i}"] = "-"
+                    continue
+                h = hit.iloc[0]
+                cell = f"{h.acc_mean:.2f} ± {h.acc_std:.2f} (n={h.n})"
+                row[f"{d} IPC {i}"] = cell if bound else f"{cell} #{h['rank']}"
+                if not bound:
+                    ranks.append(h["rank"])
+            if bound:
+                row["method"] = f"{method} (upper bound, whole train set)"
+                row["mean rank"] = "-"
+                bounds.append(row)
+            else:
+                row["mean rank"] = round(sum(ranks) / len(ranks), 2) if ranks else math.nan
+                ranked.append(row)
+        ranked.sort(key=lambda r: (r["mean rank"], r["method"]))
+        lines += [tabulate(ranked + bounds, headers="keys", tablefmt="github"), ""]
+
+        eff = []
+        for _, h in main.sort_values(["dataset", "ipc", "method"]).iterrows():
+            eff.append({"method": h.method, "dataset": h.dataset, "IPC": h.ipc,
+                        "distill time": _fmt_secs(h.distill_seconds),
+                        "distill peak memory": _fmt_bytes(h.distill_peak_memory_bytes),
+                        "storage": _fmt_bytes(h.storage_bytes), "eval time": _fmt_secs(h.eval_seconds)})
+        lines += ["### Efficiency", "", tabulate(eff, headers="keys", tablefmt="github"), ""]
+
+        other_archs = sorted(set(ps["arch"]) - {main_arch})
+        if other_archs:
+            cross = []
+            for (method, d, i), g in ps.groupby(["method", "dataset", "ipc"]):
+                row = {"method": method, "dataset": d, "IPC": i}
+                for a in [main_arch, *other_archs]:
+                    hit = g[g["arch"] == a]
+                    row[a] = f"{hit.iloc[0].acc_mean:.2f} ± {hit.iloc[0].acc_std:.2f}" if not hit.empty else "-"
+                cross.append(row)
+            lines += ["### Cross-architecture transfer", "", tabulate(cross, headers="keys", tablefmt="github"), ""]
+        sections.append("\n".join(lines))
+    return sections
+
+
+def write_report(results_dir: Path, out_dir: Path | None = None) -> tuple[Path, Path, pd.DataFrame]:
+    """Write ``leaderboard.md`` and ``summary.csv`` from the records in ``results_dir``."""
+    records = read_records(results_dir)
+    out_dir = out_dir or results_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = records_frame(records)
+    summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
+    distill_archs = {r["protocol_hash"]: r.get("distill_arch") for r in records if r.get("distill_arch")}
+    summary_path = out_dir / SUMMARY_FILE
+    summary.to_csv(summary_path, index=False)
+
+    parts = ["# Leaderboard", "", f"Generated by `benchsuite report` from {len(records)} records in "
+             f"`{results_dir}`. Every table is derived from the records; protocols are never ranked together.", ""]
+    if summary.empty:
+        parts.append("No successful records yet.")
+    else:
+        parts += leaderboard_tables(summary, distill_archs)
+    errors = df[df["status"] == "error"] if not df.empty else df
+    if not errors.empty:
+        rows = [{"protocol": e.protocol, "method": e.method, "dataset": e.dataset, "IPC": e.ipc, "arch": e.arch,
+                 "seed": e.seed, "error": str(e.error)[:160]} for e in errors.itertuples()]
+        parts += ["## Failed cells", "", tabulate(rows, headers="keys", tablefmt="github"), ""]
+    board_path = out_dir / LEADERBOARD_FILE
+    board_path.write_text("\n".join(parts) + "\n")
+    return board_path, summary_path, summary
