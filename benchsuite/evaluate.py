@@ -97,10 +97,20 @@ def train_model(
 
 @torch.inference_mode()
 def test_accuracy(model: nn.Module, test: LabeledData, batch_size: int = 2000) -> float:
-    """Top-1 accuracy (%) on the whole test set, one host sync."""
+    """Top-1 accuracy (%) on the whole test set, one host sync.
+
+    The pass runs in channels-last layout for 4-D inputs: on the CPU its convolutions and pooling
+    are measurably faster that way (ANCHORS.md: the test pass is most of an IPC-1 evaluation), and
+    the result is the same function of the weights.
+    """
     model.eval()
+    channels_last = test.images.ndim == 4
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     correct = torch.zeros((), dtype=torch.long, device=test.device)
     for xb, yb in zip(test.images.split(batch_size), test.labels.split(batch_size)):
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         correct += (model(xb).argmax(dim=1) == yb).sum()
     return 100.0 * float(correct) / len(test)
 

@@ -139,7 +139,7 @@ class PluginSet:
 
         def each(hook_name: str, make_register: Callable[[str], Callable[..., None]]) -> None:
             caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):  # registration order
+            for impl in caller.get_hookimpls():  # registration order: built-ins first
                 try:
                     impl.function(register=make_register(impl.plugin_name))
                 except PluginError:

@@ -32,7 +32,7 @@ class EvalRecipe:
     lr_decay_factor: float = 0.1
     augment: str = "dsa"  # "dsa" or "none"
     models: int = 5  # fresh models per architecture
-    test_batch_size: int = 2000
+    test_batch_size: int = 500
     division: str = "closed"  # "closed": hard labels + fixed lr; "open": honour soft labels and learned lr
     # Epochs when the "set" is the whole training set (the `full` upper bound): an epoch there is
     # thousands of steps, so the protocol budgets it separately. None: same as `epochs`.

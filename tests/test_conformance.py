@@ -1,0 +1,45 @@
+"""Every registered method, on the smoke protocol: the contract a plugin gets tested against for free."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchsuite.api import SyntheticSet
+from benchsuite.plugins import get_plugin_manager
+
+METHODS = sorted(get_plugin_manager(entry_points=False).methods)
+
+
+def _distill(plugins, name, synthetic, smoke, make_ctx, ipc, seed):
+    cls = plugins.methods.get(name)
+    config = cls.resolve_config(synthetic.spec.name, ipc, smoke)
+    return cls(config).distill(synthetic.train, ipc, make_ctx(seed))
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("ipc", [1, 2])
+def test_method_contract(plugins, name, synthetic, smoke, make_ctx, ipc):
+    cls = plugins.methods.get(name)
+    syn = _distill(plugins, name, synthetic, smoke, make_ctx, ipc, seed=0)
+    spec = synthetic.spec
+    assert isinstance(syn, SyntheticSet)
+    assert syn.images.shape[1:] == spec.shape
+    assert torch.isfinite(syn.images).all()
+    assert syn.storage_bytes and syn.storage_bytes > 0
+    counts = syn.per_class_counts(spec.num_classes)
+    if cls.ipc_independent:
+        assert counts == synthetic.train.class_counts()
+    else:
+        assert counts == [ipc] * spec.num_classes
+    if syn.soft_labels:
+        assert syn.labels.shape == (syn.images.shape[0], spec.num_classes)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_same_seed_same_set_and_global_rng_untouched(plugins, name, synthetic, smoke, make_ctx):
+    state = torch.get_rng_state()
+    a = _distill(plugins, name, synthetic, smoke, make_ctx, 2, seed=7)
+    b = _distill(plugins, name, synthetic, smoke, make_ctx, 2, seed=7)
+    assert torch.equal(torch.get_rng_state(), state), "methods must not use the global RNG"
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)

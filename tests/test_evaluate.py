@@ -1,0 +1,79 @@
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from benchsuite.api import LabeledData, SyntheticSet
+from benchsuite.evaluate import evaluate_synset, test_accuracy as accuracy_of, train_model
+from benchsuite.modeling import model_factory
+
+
+def _eval(plugins, synthetic, smoke, syn, **recipe_changes):
+    recipe = dataclasses.replace(smoke.eval, **recipe_changes)
+    return evaluate_synset(
+        syn, synthetic.test, arch="convnet-w32", make_model=model_factory(plugins.archs, synthetic.spec),
+        recipe=recipe, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+        dsa_strategy=synthetic.spec.dsa_strategy,
+    )
+
+
+def test_training_on_real_data_beats_chance_by_far(plugins, synthetic, smoke):
+    train = synthetic.train
+    res = _eval(plugins, synthetic, smoke, SyntheticSet(train.images, train.labels), epochs=15, models=2)
+    assert len(res.accuracies) == 2
+    assert res.mean > 60.0, res.accuracies  # chance is 10%
+    assert res.std >= 0
+
+
+def test_same_generator_same_accuracies(plugins, synthetic, smoke):
+    syn = SyntheticSet(synthetic.train.images[:40], synthetic.train.labels[:40])
+    a = _eval(plugins, synthetic, smoke, syn, epochs=3)
+    b = _eval(plugins, synthetic, smoke, syn, epochs=3)
+    assert a.accuracies == b.accuracies
+
+
+def test_closed_division_ignores_soft_labels_and_learned_lr(plugins, synthetic, smoke):
+    x = synthetic.train.images[:20]
+    soft = torch.softmax(torch.randn(20, 10, generator=torch.Generator().manual_seed(1)), dim=1)
+    syn = SyntheticSet(x, soft, learned_lr=0.123)
+    closed = _eval(plugins, synthetic, smoke, syn, epochs=1)
+    assert closed.lr == smoke.eval.lr and not closed.soft_labels
+    opened = _eval(plugins, synthetic, smoke, syn, epochs=1, division="open")
+    assert opened.lr == pytest.approx(0.123) and opened.soft_labels
+
+
+class _Constant(nn.Module):
+    def __init__(self, cls: int, k: int = 10):
+        super().__init__()
+        self.cls, self.k = cls, k
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.k)
+        out[:, self.cls] = 1
+        return out
+
+
+def test_accuracy_counts_every_test_image():
+    labels = torch.tensor([0, 1, 1, 1, 2, 3, 3, 1, 0, 1])
+    data = LabeledData(torch.zeros(10, 1, 4, 4), labels, 10)
+    assert accuracy_of(_Constant(1), data, batch_size=3) == pytest.approx(50.0)
+
+
+def test_lr_decays_once_at_half():
+    model = nn.Linear(4, 2)
+    seen = []
+    orig = torch.optim.SGD.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    torch.optim.SGD.step = spy
+    try:
+        x = torch.randn(8, 4)
+        y = torch.randint(0, 2, (8,))
+        train_model(model, x, y, epochs=10, lr=0.5, generator=torch.Generator().manual_seed(0), augment=None)
+    finally:
+        torch.optim.SGD.step = orig
+    assert seen == [0.5] * 5 + [pytest.approx(0.05)] * 5
