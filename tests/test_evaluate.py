@@ -77,3 +77,11 @@ def test_lr_decays_once_at_half():
     finally:
         torch.optim.SGD.step = orig
     assert seen == [0.5] * 5 + [pytest.approx(0.05)] * 5
+
+
+def test_channels_last_test_pass_equals_plain_forward(plugins, synthetic):
+    model = model_factory(plugins.archs, synthetic.spec)("convnet", torch.Generator().manual_seed(0))
+    model.eval()
+    with torch.no_grad():
+        plain = (model(synthetic.test.images).argmax(1) == synthetic.test.labels).float().mean().item() * 100
+    assert accuracy_of(model, synthetic.test, batch_size=37) == pytest.approx(plain)

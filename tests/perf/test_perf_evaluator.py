@@ -1,0 +1,85 @@
+"""Evaluator micro-benchmarks: the suite's training loop and test pass against an official-style
+loop, in the same run. `tox -e perf` (or `pytest tests/perf -m perf --benchmark-enable`).
+
+Uses real Fashion-MNIST when the shared data folder is beside the repo, else random tensors of
+the same shape (timings depend on shapes, not values).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchsuite.archs.convnet import ConvNet
+from benchsuite.evaluate import test_accuracy, train_model
+from benchsuite.ops.dsa import DSA
+from benchsuite.api import LabeledData
+
+from official_style_loop import official_style_test, official_style_train
+
+pytestmark = pytest.mark.perf
+
+EPOCHS = 30  # per benchmark round; the protocol's 300 epochs scale linearly
+
+
+@pytest.fixture(scope="module")
+def fmnist(tmp_path_factory):
+    from conftest import SHARED_DATA
+    from benchsuite.data import DataSources, builtin_entry, load_dataset
+
+    if not (SHARED_DATA / "fashion_mnist").exists():
+        g = torch.Generator().manual_seed(0)
+        train = LabeledData(torch.randn(1000, 1, 28, 28, generator=g), torch.arange(1000) % 10, 10)
+        test = LabeledData(torch.randn(10000, 1, 28, 28, generator=g), torch.arange(10000) % 10, 10)
+        return train, test
+    d = load_dataset(builtin_entry("fashionmnist"), DataSources(root=SHARED_DATA, allow_download=False),
+                     tmp_path_factory.mktemp("cache"), torch.device("cpu"))
+    return d.train, d.test
+
+
+def _subset(train, ipc):
+    idx = torch.cat([ix[:ipc] for ix in train.class_indices()])
+    return train.images[idx].clone(), train.labels[idx].clone()
+
+
+@pytest.mark.parametrize("ipc", [1, 10])
+@pytest.mark.parametrize("impl", ["suite", "official_style"])
+def test_train(benchmark, fmnist, ipc, impl):
+    x, y = _subset(fmnist[0], ipc)
+    dsa = DSA("color_crop_cutout_flip_scale_rotate")
+    g = torch.Generator().manual_seed(0)
+    benchmark.extra_info.update(epochs=EPOCHS, ipc=ipc, impl=impl)
+
+    def run():
+        torch.manual_seed(0)
+        model = ConvNet(1, 10, 28)
+        if impl == "suite":
+            train_model(model, x, y, epochs=EPOCHS, lr=0.01, generator=g, augment=dsa)
+        else:
+            official_style_train(model, x, y, EPOCHS, augment=dsa, generator=g)
+
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", ["suite", "official_style"])
+def test_test_pass(benchmark, fmnist, impl):
+    test = fmnist[1]
+    torch.manual_seed(0)
+    model = ConvNet(1, 10, 28)
+    benchmark.extra_info.update(images=len(test), impl=impl)
+    if impl == "suite":
+        benchmark.pedantic(lambda: test_accuracy(model, test, 500), rounds=2, iterations=1)
+    else:
+        benchmark.pedantic(lambda: official_style_test(model, test.images, test.labels), rounds=2, iterations=1)
+
+
+def test_dataset_load_from_cache(benchmark, tmp_path):
+    from conftest import SHARED_DATA
+    from benchsuite.data import DataSources, builtin_entry, load_dataset
+
+    if not (SHARED_DATA / "fashion_mnist").exists():
+        pytest.skip("shared data folder not beside the repo")
+    sources = DataSources(root=SHARED_DATA, allow_download=False)
+    load_dataset(builtin_entry("fashionmnist"), sources, tmp_path, torch.device("cpu"))  # first time fills the cache
+    benchmark.pedantic(lambda: load_dataset(builtin_entry("fashionmnist"), sources, tmp_path, torch.device("cpu")),
+                       rounds=5, iterations=1)
