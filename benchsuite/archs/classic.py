@@ -10,12 +10,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from benchsuite.archs.convnet import first_conv_padding
+from benchsuite.archs.base import EmbeddingClassifier
 from benchsuite.archs.norms import check_size, conv_out, make_norm
 
 VGG11_CFG: list[int | str] = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
-class VGG11(nn.Module):
+class VGG11(EmbeddingClassifier):
     """Conv3x3 (pad 1) + Norm + ReLU per entry, MaxPool2 at each "M"; FC (512·h·w)→C.
 
     Instance norm (``GroupNorm(C, C)``) is the DC default; ``norm='batch'`` gives VGG11BN.
@@ -42,14 +43,8 @@ class VGG11(nn.Module):
         self.embed_dim = in_ch * size * size
         self.classifier = nn.Linear(self.embed_dim, num_classes)
 
-    def embed(self, x: Tensor) -> Tensor:
-        return self.features(x).flatten(1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.embed(x))
-
-
-class AlexNet(nn.Module):
+class AlexNet(EmbeddingClassifier):
     """DC's small-image AlexNet; ``norm='batch'`` gives AlexNetBN (BN after every conv)."""
 
     def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "none") -> None:
@@ -77,14 +72,8 @@ class AlexNet(nn.Module):
         self.embed_dim = in_ch * size * size
         self.classifier = nn.Linear(self.embed_dim, num_classes)
 
-    def embed(self, x: Tensor) -> Tensor:
-        return self.features(x).flatten(1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.embed(x))
-
-
-class LeNet(nn.Module):
+class LeNet(EmbeddingClassifier):
     """conv5x5(→6)→ReLU→MaxPool2 → conv5x5(6→16)→ReLU→MaxPool2 → FC →120→84→C (ReLU between)."""
 
     def __init__(self, channels: int, num_classes: int, image_size: int) -> None:
@@ -116,11 +105,8 @@ class LeNet(nn.Module):
     def embed(self, x: Tensor) -> Tensor:
         return self.hidden(self.features(x).flatten(1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.embed(x))
 
-
-class MLP(nn.Module):
+class MLP(EmbeddingClassifier):
     """flatten → Linear(C·H·W, 128) → ReLU → Linear(128, 128) → ReLU → Linear(128, classes)."""
 
     def __init__(self, channels: int, num_classes: int, image_size: int, hidden: int = 128) -> None:
@@ -137,6 +123,3 @@ class MLP(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         return self.hidden(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.embed(x))

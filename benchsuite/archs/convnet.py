@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from benchsuite.archs.base import EmbeddingClassifier
 from benchsuite.archs.norms import ACTS, NORMS, POOLS, check_size, conv_out, make_act, make_norm, make_pool
 from benchsuite.errors import ConfigError
 
@@ -21,7 +22,7 @@ def first_conv_padding(image_size: int, normal: int) -> int:
     return normal + 2 if image_size == 28 else normal
 
 
-class ConvNet(nn.Module):
+class ConvNet(EmbeddingClassifier):
     def __init__(
         self,
         channels: int,
@@ -66,9 +67,3 @@ class ConvNet(nn.Module):
         self.feature_shape = (width, size, size)
         self.embed_dim = width * size * size
         self.classifier = nn.Linear(self.embed_dim, num_classes)
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self.features(x).flatten(1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.embed(x))

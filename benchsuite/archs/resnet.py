@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from benchsuite.archs.base import EmbeddingClassifier
 from benchsuite.archs.norms import check_size, make_norm
 
 
@@ -50,7 +51,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(EmbeddingClassifier):
     def __init__(
         self,
         channels: int,
@@ -87,6 +88,3 @@ class ResNet18(nn.Module):
         if self.global_pool:
             out = F.adaptive_avg_pool2d(out, 1)
         return out.flatten(1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.embed(x))
