@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchsuite.archs.convnet import ConvNet
-from benchsuite.evaluate import test_accuracy, train_model
+from benchsuite.evaluate import test_accuracy as suite_test_accuracy, train_model
 from benchsuite.ops.dsa import DSA
 from benchsuite.api import LabeledData
 
@@ -68,7 +68,7 @@ def test_test_pass(benchmark, fmnist, impl):
     model = ConvNet(1, 10, 28)
     benchmark.extra_info.update(images=len(test), impl=impl)
     if impl == "suite":
-        benchmark.pedantic(lambda: test_accuracy(model, test, 500), rounds=2, iterations=1)
+        benchmark.pedantic(lambda: suite_test_accuracy(model, test, 500), rounds=2, iterations=1)
     else:
         benchmark.pedantic(lambda: official_style_test(model, test.images, test.labels), rounds=2, iterations=1)
 
