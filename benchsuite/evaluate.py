@@ -73,6 +73,9 @@ def train_model(
     decay_epoch = int(round(epochs * lr_decay_at)) if lr_decay_at else None
     loss = torch.zeros((), device=images.device)
     single_batch = n <= batch_size
+    steps_per_epoch = -(-n // batch_size)
+    total_steps = epochs * steps_per_epoch
+    step = 0
     for epoch in range(epochs):
         if decay_epoch is not None and epoch == decay_epoch:
             for group in opt.param_groups:
@@ -90,8 +93,10 @@ def train_model(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if progress is not None:
-            progress(epoch + 1, epochs)
+            step += 1
+            if progress is not None:
+                # In steps, not epochs: one epoch of the whole train set is minutes on a CPU.
+                progress(step, total_steps, epoch=f"{epoch + 1}/{epochs}")
     return float(loss.detach())
 
 
@@ -149,9 +154,9 @@ def evaluate_synset(
         model = make_model(arch, g).to(device)
         t0 = time.perf_counter()
 
-        def report(epoch: int, total: int, m: int = m) -> None:
+        def report(step: int, total: int, m: int = m, **info: object) -> None:
             if progress is not None:
-                progress(epoch, total, model=f"{m + 1}/{recipe.models}")
+                progress(step + m * total, total * recipe.models, model=f"{m + 1}/{recipe.models}", **info)
 
         losses.append(
             train_model(
