@@ -41,7 +41,7 @@ from benchsuite.ops.matching import (
     matched_parameters,
     published_dsa_strategy,
 )
-from benchsuite.ops.sampling import INITS, init_synthetic, sample_classes
+from benchsuite.ops.sampling import INITS, learnable_synthetic, sample_classes
 
 # Source of the `paper` values: METHODS.md §2.3-2.4, read in the official repository
 # (VICO-UoE/DatasetCondensation @53f63a6, main.py defaults and its loop table). The same values
@@ -229,9 +229,7 @@ class DC(benchsuite.Method):
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
-        syn, labels = init_synthetic(real, ipc, cfg.init, ctx.generator)
-        syn.requires_grad_(True)
-        opt_img = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        syn, labels, opt_img = learnable_synthetic(real, ipc, cfg.init, cfg.lr_img, cfg.momentum_img, ctx.generator)
         dsa = make_augment(cfg.dsa_strategy, ctx.dataset)
         chunk = cfg.forward_chunk or forward_chunk(ctx.device, real.image_shape)
         # The bar counts matching steps (iterations x outer_loop), so long outer iterations move it.

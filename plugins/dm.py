@@ -32,7 +32,7 @@ from benchsuite.ops.matching import (
     published_dsa_strategy,
     siamese_per_class,
 )
-from benchsuite.ops.sampling import INITS, init_synthetic, sample_classes
+from benchsuite.ops.sampling import INITS, learnable_synthetic, sample_classes
 
 # Source of the `paper` values: METHODS.md §3.2, read in the official repository
 # (VICO-UoE/DatasetCondensation @53f63a6, main_DM.py defaults and README commands).
@@ -127,9 +127,7 @@ class DM(benchsuite.Method):
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
-        syn, labels = init_synthetic(real, ipc, cfg.init, ctx.generator)
-        syn.requires_grad_(True)
-        opt = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        syn, labels, opt = learnable_synthetic(real, ipc, cfg.init, cfg.lr_img, cfg.momentum_img, ctx.generator)
         dsa = make_augment(cfg.dsa_strategy, ctx.dataset)
         chunk = cfg.forward_chunk or forward_chunk(ctx.device, real.image_shape)
         monitor = LossMonitor(self.name, cfg.iterations, ctx.progress, ctx.device)

@@ -57,3 +57,13 @@ def init_synthetic(real: LabeledData, ipc: int, init: str, generator: torch.Gene
     else:
         images = torch.randn((k * ipc, *real.image_shape), generator=generator).to(real.device)
     return images, labels
+
+
+def learnable_synthetic(
+    real: LabeledData, ipc: int, init: str, lr: float, momentum: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor, torch.optim.Optimizer]:
+    """Initialised synthetic pixels that require grad, their labels, and the SGD optimiser on them:
+    the common start of every pixel-parameterised method (DC, DSA, DM)."""
+    syn, labels = init_synthetic(real, ipc, init, generator)
+    syn.requires_grad_(True)
+    return syn, labels, torch.optim.SGD([syn], lr=lr, momentum=momentum)
