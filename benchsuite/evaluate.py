@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from benchsuite.api import LabeledData, SyntheticSet
 from benchsuite.modeling import child_generator
 from benchsuite.ops.dsa import DSA
+from benchsuite.ops.matching import forward_chunk, has_batchnorm
+from benchsuite.ops.zca import zca_from_description
 from benchsuite.protocol import EvalRecipe
 
 ProgressFn = Callable[..., None]
@@ -60,12 +62,17 @@ def train_model(
     lr_decay_factor: float = 0.1,
     augment: DSA | None = None,
     progress: ProgressFn | None = None,
+    chunk: int | None = None,
 ) -> float:
     """Train ``model`` in place with SGD; returns the last batch's loss.
 
     ``targets`` are class indices ``[N]`` or probabilities ``[N, K]`` (soft labels). The lr is
     multiplied by ``lr_decay_factor`` once, after ``lr_decay_at`` of the epochs (DC recipe: x0.1 at
     half). Augmentation draws independent parameters per sample from ``generator``.
+    With ``chunk``, each minibatch's gradient is accumulated over
+    chunks of that many images: the same mean gradient for networks whose outputs are per-sample
+    (no BatchNorm in train mode), and on the CPU about 30% faster for 100-image batches (README,
+    "Evaluator speed"); callers pass it only for such networks.
     """
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -89,9 +96,16 @@ def train_model(
         for xb, yb in batches:
             if augment is not None:
                 xb = augment(xb, generator)
-            loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if chunk is None or xb.shape[0] <= chunk:
+                loss = F.cross_entropy(model(xb), yb)
+                loss.backward()
+            else:
+                loss = torch.zeros((), device=xb.device)
+                for xc, yc in zip(xb.split(chunk), yb.split(chunk)):
+                    part = F.cross_entropy(model(xc), yc, reduction="sum") / xb.shape[0]
+                    part.backward()
+                    loss = loss + part.detach()
             opt.step()
             step += 1
             if progress is not None:
@@ -118,6 +132,15 @@ def test_accuracy(model: nn.Module, test: LabeledData, batch_size: int = 2000) -
             xb = xb.contiguous(memory_format=torch.channels_last)
         correct += (model(xb).argmax(dim=1) == yb).sum()
     return 100.0 * float(correct) / len(test)
+
+
+def eval_space_testset(syn: SyntheticSet, test: LabeledData, train: LabeledData) -> LabeledData:
+    """``test`` in the input space of ``syn``: unchanged for normalised sets, whitened with the
+    train set's ZCA fit for sets that declare ``transform = {"name": "zca", ...}``."""
+    zca = zca_from_description(syn.transform, train.images)
+    if zca is None:
+        return test
+    return LabeledData(zca.apply(test.images), test.labels, test.num_classes, test.spec)
 
 
 def evaluate_synset(
@@ -164,6 +187,7 @@ def evaluate_synset(
                 weight_decay=recipe.weight_decay, batch_size=recipe.batch_size,
                 lr_decay_at=recipe.lr_decay_at, lr_decay_factor=recipe.lr_decay_factor,
                 augment=augment, progress=report,
+                chunk=None if has_batchnorm(model) else forward_chunk(device, images.shape[1:]),
             )
         )
         t1 = time.perf_counter()

@@ -13,6 +13,7 @@ import torch
 from benchsuite.archs.convnet import ConvNet
 from benchsuite.evaluate import test_accuracy as suite_test_accuracy, train_model
 from benchsuite.ops.dsa import DSA
+from benchsuite.ops.matching import forward_chunk
 from benchsuite.api import LabeledData
 
 from official_style_loop import official_style_test, official_style_train
@@ -54,7 +55,9 @@ def test_train(benchmark, fmnist, ipc, impl):
         torch.manual_seed(0)
         model = ConvNet(1, 10, 28)
         if impl == "suite":
-            train_model(model, x, y, epochs=EPOCHS, lr=0.01, generator=g, augment=dsa)
+            # as evaluate_synset calls it: minibatch gradients accumulated over 16-image chunks
+            train_model(model, x, y, epochs=EPOCHS, lr=0.01, generator=g, augment=dsa,
+                        chunk=forward_chunk("cpu", x.shape[1:]))
         else:
             official_style_train(model, x, y, EPOCHS, augment=dsa, generator=g)
 
