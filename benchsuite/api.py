@@ -100,6 +100,8 @@ class SyntheticSet:
     ``storage_bytes`` is what must be stored to reproduce the images: the pixels for pixel methods,
     latents or memories plus decoder for parameterised ones. ``extra`` carries method-specific
     facts worth recording (for example the generative prior a latent method needs).
+    ``transform`` names the input space when it is not the normalised one (``{"name": "zca",
+    "eps": 0.1}`` for whitened methods such as MTT); the evaluator then tests in that space too.
     """
 
     images: Tensor
@@ -107,6 +109,7 @@ class SyntheticSet:
     storage_bytes: int | None = None
     learned_lr: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    transform: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -140,6 +143,7 @@ class SyntheticSet:
             "storage_bytes": int(self.storage_bytes or 0),
             "learned_lr": self.learned_lr,
             "extra": _plain(self.extra),
+            "transform": _plain(self.transform) if self.transform else None,
             "metadata": _plain(metadata or {}),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +160,7 @@ class SyntheticSet:
             storage_bytes=payload["storage_bytes"],
             learned_lr=payload["learned_lr"],
             extra=payload.get("extra", {}),
+            transform=payload.get("transform"),
         )
         return syn, payload.get("metadata", {})
 

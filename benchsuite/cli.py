@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog=SHOW_EXAMPLES, formatter_class=fmt)
     show.add_argument("artifact", type=Path, help="a .pt file under results/artifacts/")
     show.add_argument("--out", type=Path, help="PNG path for the image grid (default: next to the artifact)")
+    show.add_argument("--data-root", help="dataset folder (default $BENCHSUITE_DATA); only needed to un-whiten "
+                      "a ZCA set (MTT, PAD) for its picture")
     return parser
 
 
@@ -268,6 +270,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
     plugins = _plugins(args)
     dataset = meta.get("dataset")
     images = syn.images
+    if syn.transform and dataset and dataset in plugins.datasets:
+        # Whitened images: map them back with the train set's ZCA fit (loading the train set).
+        from benchsuite.data import DataSources, load_dataset
+        from benchsuite.ops.zca import zca_from_description
+        from benchsuite.runner import default_cache_dir
+
+        data = load_dataset(plugins.datasets.get(dataset), DataSources.resolve(args.data_root, allow_download=False),
+                            default_cache_dir(), torch.device("cpu"))
+        images = zca_from_description(syn.transform, data.train.images).inverse(images)
+        print(f"un-whitened with the {syn.transform} fit on the {dataset} train set")
     if dataset and dataset in plugins.datasets:
         spec = plugins.datasets.get(dataset).spec
         mean = torch.tensor(spec.mean).view(1, -1, 1, 1)

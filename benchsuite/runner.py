@@ -22,7 +22,7 @@ import torch
 from benchsuite.api import Method, RunContext, SyntheticSet
 from benchsuite.data import DataSources, LoadedDataset, load_dataset
 from benchsuite.errors import BenchsuiteError, ConfigError, MethodError
-from benchsuite.evaluate import evaluate_synset
+from benchsuite.evaluate import evaluate_synset, eval_space_testset
 from benchsuite.measure import measure
 from benchsuite.modeling import model_factory
 from benchsuite.plugins import PluginSet
@@ -289,8 +289,10 @@ class Runner:
         progress = Progress(f"{tag} eval {cell.method} ipc{cell.ipc} on {arch}", quiet=self.options.quiet)
         try:
             with measure(self.device) as m:
+                # A whitened set is tested on whitened test images (the same fit on the train set).
+                test = eval_space_testset(syn, data.test, data.train)
                 result = evaluate_synset(
-                    syn, data.test, arch=arch, make_model=model_factory(self.plugins.archs, data.spec),
+                    syn, test, arch=arch, make_model=model_factory(self.plugins.archs, data.spec),
                     recipe=recipe, device=self.device, generator=generator,
                     dsa_strategy=data.spec.dsa_strategy, epochs=epochs, progress=progress,
                 )
@@ -313,6 +315,7 @@ class Runner:
             num_images=int(syn.images.shape[0]),
             images_per_class=syn.per_class_counts(data.spec.num_classes),
             learned_lr=syn.learned_lr,
+            input_transform=syn.transform,
             method_extra=_jsonable(syn.extra),
             finished_at=now_iso(),
         )

@@ -1,0 +1,228 @@
+"""The trajectory-matching distillation loop shared by MTT and PAD (METHODS.md §4.2, §6.2).
+
+Learned: the synthetic pixels (SGD, momentum 0.5), the student step size α (SGD, momentum 0.5,
+started at the experts' lr) and, for DATM/PAD's soft labels, the label logits (SGD, momentum 0.9).
+Each iteration takes the next expert (a fresh random order per pass over the experts), a start
+epoch t, unrolls N student steps from θ*_t and matches θ*_{t+M} (:mod:`benchsuite.ops.trajectory`).
+
+Start epochs: t ~ U{T⁻, …, U−1} with U = T⁺ (MTT), or, with DATM's sequential generation, U growing
+linearly from T to T⁺ over ``expansion_end`` iterations (PAD). PAD's skip rule (no update when the
+loss exceeds ``threshold``) is counted and reported, so a stalled run is visible.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from benchsuite.api import LabeledData, RunContext
+from benchsuite.errors import ConfigError, MethodError
+from benchsuite.ops.difficulty import DifficultySchedule
+from benchsuite.ops.dsa import DSA
+from benchsuite.ops.experts import ExpertSpec, ExpertStore, data_fingerprint
+from benchsuite.ops.matching import LossMonitor
+from benchsuite.ops.trajectory import (
+    MASKS,
+    UNROLL_MODES,
+    FunctionalStudent,
+    ParamLayout,
+    plan_steps,
+    unroll_backward,
+)
+from benchsuite.ops.zca import ZCA, fit_zca
+
+__all__ = ["MatchSettings", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound"]
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    iterations: int
+    syn_steps: int            # N
+    expert_epochs: int        # M
+    min_start: int            # T⁻
+    max_start: int            # T⁺ (exclusive upper bound of t)
+    current_max_start: int    # T: the first upper bound under sequential generation (= T⁺ for MTT)
+    expansion_end: int        # iterations over which U grows from T to T⁺ (0: U = T⁺ throughout)
+    batch_syn: int            # images per student step; 0 = the whole set
+    lr_img: float
+    lr_lr: float
+    lr_teacher: float         # α₀
+    lr_label: float = 0.0     # soft-label logits (PAD/DATM); 0 = labels fixed
+    momentum_img: float = 0.5
+    momentum_lr: float = 0.5
+    momentum_label: float = 0.9
+    mask_ratio: float = 0.0
+    mask: str = "depth"
+    unroll: str = "full"
+    threshold: float = 0.0    # skip the update when the loss exceeds it; 0 = never skip
+
+    def check(self, expert_train_epochs: int) -> None:
+        if self.syn_steps < 1 or self.expert_epochs < 1:
+            raise ConfigError("syn_steps and expert_epochs must be >= 1")
+        if not 0 <= self.min_start < self.max_start:
+            raise ConfigError(f"need 0 <= min_start < max_start, got {self.min_start} and {self.max_start}")
+        if not self.min_start < self.current_max_start <= self.max_start:
+            raise ConfigError("need min_start < current_max_start <= max_start")
+        if self.max_start - 1 + self.expert_epochs > expert_train_epochs:
+            raise ConfigError(
+                f"max_start ({self.max_start}) - 1 + expert_epochs ({self.expert_epochs}) exceeds the experts' "
+                f"{expert_train_epochs} training epochs (METHODS.md §4.5); train longer experts or lower max_start")
+        if self.mask not in MASKS:
+            raise ConfigError(f"mask must be one of {list(MASKS)}, got {self.mask!r}")
+        if self.unroll not in UNROLL_MODES:
+            raise ConfigError(f"unroll must be one of {list(UNROLL_MODES)}, got {self.unroll!r}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if self.lr_teacher <= 0:
+            raise ConfigError(f"the initial step size must be > 0, got {self.lr_teacher}")
+
+
+def start_epoch_bound(s: MatchSettings, iteration: int) -> int:
+    """U(it): the exclusive upper bound of the start epoch at ``iteration`` (0-based)."""
+    if s.expansion_end <= 0 or s.current_max_start >= s.max_start:
+        return s.max_start
+    frac = min(1.0, iteration / s.expansion_end)
+    return int(s.current_max_start + (s.max_start - s.current_max_start) * frac)
+
+
+def whiten(real: LabeledData, zca_eps: float | None) -> tuple[LabeledData, ZCA | None]:
+    """The train set in the method's input space: ZCA-whitened when ``zca_eps`` is set."""
+    if not zca_eps:
+        return real, None
+    zca = fit_zca(real.images, zca_eps)
+    return LabeledData(zca.apply(real.images), real.labels, real.num_classes, real.spec), zca
+
+
+def expert_subset(real: LabeledData, per_class: int, seed: int) -> LabeledData:
+    """``per_class`` random images of every class (0 = all): the data experts are trained on."""
+    if per_class <= 0:
+        return real
+    g = torch.Generator().manual_seed(seed)
+    parts = [ix[torch.randperm(len(ix), generator=g)[:per_class].to(ix.device)] for ix in real.class_indices()]
+    return real.subset(torch.sort(torch.cat(parts)).values)
+
+
+def load_experts(ctx: RunContext, data: LabeledData, arch: str | None, *, count: int, epochs: int,
+                 augment: DSA | None, zca_eps: float | None, subset: dict, lr: float = 0.01,
+                 batch_size: int = 256, schedule: DifficultySchedule | None = None,
+                 schedule_info: dict | None = None, order: Callable[[], list[Tensor]] | None = None,
+                 seed: int = 0) -> tuple[ExpertStore, list[Tensor]]:
+    """The ``count`` cached experts for this setting, training the missing ones (with progress).
+
+    With a difficulty ``schedule``, ``order()`` gives every class's easy → hard indices; it is only
+    called when an expert has to be trained (scoring costs training networks of its own).
+    """
+    arch = arch or ctx.default_arch
+    probe = ctx.model(arch, torch.Generator().manual_seed(0))
+    layout = ParamLayout.of(probe)
+    spec = ExpertSpec(
+        dataset=ctx.dataset.name, fingerprint=data_fingerprint(data), arch=arch,
+        layout=json.dumps(layout.describe()),
+        epochs=epochs, lr=lr, batch_size=batch_size, augment=augment.strategy if augment else "none",
+        zca_eps=zca_eps, subset=subset,
+        schedule=({**schedule.describe(), **(schedule_info or {})} if schedule else {}), seed=seed,
+    )
+    store = ExpertStore(ctx.cache_dir, spec)
+    visible = None
+    if schedule is not None:
+        if order is None:
+            raise ConfigError("a difficulty schedule needs the easy-to-hard order of the samples")
+        memo: list[list[Tensor]] = []
+
+        def visible(epoch: int) -> Tensor:
+            if not memo:
+                memo.append(order())
+            return schedule.visible(memo[0], epoch)
+
+    trajectories = store.ensure(count, lambda g: ctx.model(arch, g), data, augment, visible, ctx.progress)
+    return store, trajectories
+
+
+def match_trajectories(ctx: RunContext, method: str, settings: MatchSettings, trajectories: list[Tensor],
+                       arch: str | None, images: Tensor, targets: Tensor, augment: DSA | None,
+                       on_iteration: Callable[[int, dict], None] | None = None) -> tuple[Tensor, Tensor, float, dict]:
+    """Run the loop; returns (images, targets, learned α, stats). ``targets`` are hard labels
+    (fixed) or label logits (learned when ``settings.lr_label > 0``)."""
+    settings.check(trajectories[0].shape[0] - 1)
+    device = ctx.device
+    g = ctx.generator
+    student = FunctionalStudent(ctx.model(arch or ctx.default_arch, torch.Generator().manual_seed(0)))
+    if student.layout.total != trajectories[0].shape[1]:
+        raise MethodError(f"the experts have {trajectories[0].shape[1]} parameters but the student "
+                          f"{student.layout.total}: expert and student architectures differ")
+    syn = images.detach().clone().to(device).requires_grad_(True)
+    alpha = torch.tensor(float(settings.lr_teacher), device=device, requires_grad=True)
+    opt_img = torch.optim.SGD([syn], lr=settings.lr_img, momentum=settings.momentum_img)
+    opt_lr = torch.optim.SGD([alpha], lr=settings.lr_lr, momentum=settings.momentum_lr)
+    learn_labels = settings.lr_label > 0 and targets.ndim == 2
+    targets = targets.detach().clone().to(device)
+    opt_label = None
+    if learn_labels:
+        targets.requires_grad_(True)
+        opt_label = torch.optim.SGD([targets], lr=settings.lr_label, momentum=settings.momentum_label)
+    monitor = LossMonitor(method, settings.iterations, ctx.progress, device, hint="lower lr_img or lr_lr")
+    monitor.start()
+    order: list[int] = []
+    skipped = 0
+    for it in range(settings.iterations):
+        if not order:
+            order = torch.randperm(len(trajectories), generator=g).tolist()
+        traj = trajectories[order.pop()]
+        upper = start_epoch_bound(settings, it)
+        t = int(torch.randint(settings.min_start, upper, (1,), generator=g))
+        start = traj[t].to(device)
+        target = traj[t + settings.expert_epochs].to(device)
+        plans = plan_steps(syn.shape[0], settings.syn_steps, settings.batch_syn, augment, g, device)
+        for opt in (opt_img, opt_lr, opt_label):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        loss = unroll_backward(student, start, target, syn, targets, alpha, plans, augment,
+                               mask_ratio=settings.mask_ratio, mask=settings.mask, mode=settings.unroll)
+        if settings.threshold and float(loss) > settings.threshold:
+            skipped += 1
+        else:
+            for opt in (opt_img, opt_lr, opt_label):
+                if opt is not None:
+                    opt.step()
+        a = float(alpha.detach())
+        if not (a > 0 and a == a and a != float("inf")):
+            raise MethodError(f"method {method!r}: the learned step size became {a} at iteration {it + 1}; "
+                              f"lower lr_lr (or lr_img), e.g. --set {method}.lr_lr=...")
+        monitor.update(it + 1, loss, start=t, alpha=f"{a:.4g}", skipped=skipped)
+        if on_iteration is not None:
+            on_iteration(it, {"loss": float(loss), "alpha": a, "start": t})
+    monitor.check_images(syn)
+    stats = {"skipped_updates": skipped, "final_loss": monitor.last, "learned_lr": float(alpha.detach())}
+    return syn.detach(), targets.detach(), float(alpha.detach()), stats
+
+
+def correctly_classified(model: nn.Module, layout: ParamLayout, final: Tensor, data: LabeledData,
+                         batch: int = 1000) -> Tensor:
+    """Boolean ``[N]``: which samples the network with parameters ``final`` classifies correctly."""
+    layout.load_into(model, final)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for xb, yb in zip(data.images.split(batch), data.labels.split(batch)):
+            out.append(model(xb).argmax(1) == yb)
+    return torch.cat(out)
+
+
+def average_logits(model: nn.Module, layout: ParamLayout, finals: list[Tensor], images: Tensor,
+                   labels: Tensor) -> Tensor:
+    """DATM's soft-label start: per image, the mean logits of the experts' final checkpoints that
+    classify it correctly (of all experts, for an image none gets right)."""
+    model.eval()
+    logits_all = []
+    with torch.no_grad():
+        for final in finals:
+            layout.load_into(model, final)
+            logits_all.append(model(images))
+    stacked = torch.stack(logits_all)                       # [E, N, K]
+    right = (stacked.argmax(-1) == labels).float()          # [E, N]
+    weight = torch.where(right.sum(0, keepdim=True) > 0, right, torch.ones_like(right))
+    return (stacked * weight[..., None]).sum(0) / weight.sum(0)[:, None]
