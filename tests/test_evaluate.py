@@ -85,3 +85,21 @@ def test_channels_last_test_pass_equals_plain_forward(plugins, synthetic):
     with torch.no_grad():
         plain = (model(synthetic.test.images).argmax(1) == synthetic.test.labels).float().mean().item() * 100
     assert accuracy_of(model, synthetic.test, batch_size=37) == pytest.approx(plain)
+
+
+def test_chunked_gradient_accumulation_trains_the_same_model(plugins, synthetic):
+    """The evaluator accumulates each minibatch's gradient over chunks (faster on the CPU); for a
+    network with per-sample outputs that is the same SGD trajectory, up to float rounding."""
+    make = model_factory(plugins.archs, synthetic.spec)
+    x, y = synthetic.train.images[:40], synthetic.train.labels[:40]
+    trained = []
+    for chunk in (None, 7):
+        model = make("convnet-w32", torch.Generator().manual_seed(0))
+        loss = train_model(model, x, y, epochs=3, lr=0.01, generator=torch.Generator().manual_seed(1),
+                           batch_size=20, chunk=chunk)
+        trained.append((torch.cat([p.detach().flatten() for p in model.parameters()]), loss))
+    (a, la), (b, lb) = trained
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert la == pytest.approx(lb, rel=1e-4)
+    untrained = torch.cat([p.flatten() for p in make("convnet-w32", torch.Generator().manual_seed(0)).parameters()])
+    assert not torch.allclose(a, untrained)
