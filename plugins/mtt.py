@@ -16,10 +16,10 @@ import torch
 
 import benchsuite
 from benchsuite.errors import ConfigError
-from benchsuite.ops.matching import make_augment, published_dsa_strategy
+from benchsuite.ops.matching import published_dsa_strategy
 from benchsuite.ops.sampling import INITS, init_synthetic
 from benchsuite.ops.trajectory import UNROLL_MODES
-from benchsuite.ops.trajectory_matching import MatchSettings, expert_subset, load_experts, match_trajectories, whiten
+from benchsuite.ops.trajectory_matching import MatchSettings, MethodSpace, budget_config, load_experts, match_trajectories
 from benchsuite.ops.zca import DEFAULT_EPS
 
 PAPER_SOURCE = ("METHODS.md §4.3 (MTT hyperparameter table, GeorgeCazenavette/mtt-distillation README / issue #7); "
@@ -135,23 +135,16 @@ class MTT(benchsuite.Method):
 
     @classmethod
     def config_for(cls, dataset, ipc, protocol):
-        if protocol.budget == "smoke":
-            return SMOKE
-        if protocol.budget == "paper":
-            return paper_config(dataset, ipc)
-        if protocol.budget == "quick":
-            return quick_config(dataset, ipc)
-        raise ConfigError(f"mtt has no hyperparameters for budget {protocol.budget!r}; use smoke, quick or paper")
+        return budget_config(cls.name, protocol.budget, SMOKE, lambda: paper_config(dataset, ipc),
+                             lambda: quick_config(dataset, ipc))
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
-        space, zca = whiten(real, cfg.zca_eps if cfg.zca else None)
-        augment = make_augment(cfg.dsa_strategy, ctx.dataset)
-        subset = {"per_class": cfg.expert_subset_per_class, "seed": 0}
-        data = expert_subset(space, cfg.expert_subset_per_class, seed=0)
+        ms = MethodSpace.of(real, ctx, cfg)
+        space, zca, augment = ms.space, ms.zca, ms.augment
         store, trajectories = load_experts(
-            ctx, data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=augment,
-            zca_eps=cfg.zca_eps if cfg.zca else None, subset=subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
+            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=augment,
+            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
         images, labels = init_synthetic(space, ipc, cfg.init, ctx.generator)
         syn, _, alpha, stats = match_trajectories(ctx, self.name, cfg.settings(), trajectories, cfg.arch,
                                                   images, labels, augment)

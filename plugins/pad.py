@@ -27,16 +27,16 @@ import benchsuite
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.difficulty import DifficultySchedule, easy_to_hard, el2n
 from benchsuite.ops.experts import train_epochs
-from benchsuite.ops.matching import make_augment, published_dsa_strategy
+from benchsuite.ops.matching import published_dsa_strategy
 from benchsuite.ops.trajectory import MASKS, UNROLL_MODES, ParamLayout
 from benchsuite.ops.trajectory_matching import (
     MatchSettings,
+    MethodSpace,
     average_logits,
+    budget_config,
     correctly_classified,
-    expert_subset,
     load_experts,
     match_trajectories,
-    whiten,
 )
 from benchsuite.ops.zca import DEFAULT_EPS
 
@@ -182,19 +182,13 @@ class PAD(benchsuite.Method):
 
     @classmethod
     def config_for(cls, dataset, ipc, protocol):
-        if protocol.budget == "smoke":
-            return SMOKE
-        if protocol.budget == "paper":
-            return paper_config(dataset, ipc)
-        if protocol.budget == "quick":
-            return quick_config(dataset, ipc)
-        raise ConfigError(f"pad has no hyperparameters for budget {protocol.budget!r}; use smoke, quick or paper")
+        return budget_config(cls.name, protocol.budget, SMOKE, lambda: paper_config(dataset, ipc),
+                             lambda: quick_config(dataset, ipc))
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
-        space, zca = whiten(real, cfg.zca_eps if cfg.zca else None)
-        augment = make_augment(cfg.dsa_strategy, ctx.dataset)
-        data = expert_subset(space, cfg.expert_subset_per_class, seed=0)
+        ms = MethodSpace.of(real, ctx, cfg)
+        space, zca, augment, data = ms.space, ms.zca, ms.augment, ms.expert_data
         schedule = cfg.difficulty_schedule() if cfg.schedule else None
         scoring = {"score": "el2n", "models": cfg.el2n_models, "epochs": cfg.el2n_epochs}
 
@@ -203,8 +197,7 @@ class PAD(benchsuite.Method):
 
         store, trajectories = load_experts(
             ctx, data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=augment,
-            zca_eps=cfg.zca_eps if cfg.zca else None, subset={"per_class": cfg.expert_subset_per_class, "seed": 0},
-            lr=cfg.lr_teacher, batch_size=cfg.expert_batch, schedule=schedule, schedule_info=scoring, order=order)
+            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch, schedule=schedule, schedule_info=scoring, order=order)
         images, labels, init_info = self._init(space, ipc, ctx, trajectories)
         targets = labels
         if cfg.soft_labels:

@@ -24,7 +24,7 @@ from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.difficulty import DifficultySchedule
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.experts import ExpertSpec, ExpertStore, data_fingerprint
-from benchsuite.ops.matching import LossMonitor
+from benchsuite.ops.matching import LossMonitor, make_augment
 from benchsuite.ops.trajectory import (
     MASKS,
     UNROLL_MODES,
@@ -35,7 +35,7 @@ from benchsuite.ops.trajectory import (
 )
 from benchsuite.ops.zca import ZCA, fit_zca
 
-__all__ = ["MatchSettings", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound"]
+__all__ = ["MatchSettings", "MethodSpace", "budget_config", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,39 @@ def whiten(real: LabeledData, zca_eps: float | None) -> tuple[LabeledData, ZCA |
         return real, None
     zca = fit_zca(real.images, zca_eps)
     return LabeledData(zca.apply(real.images), real.labels, real.num_classes, real.spec), zca
+
+
+def budget_config(method: str, budget: str, smoke, paper: Callable[[], object], quick: Callable[[], object]):
+    """A trajectory method's config for a protocol budget (``paper``/``quick`` built on demand)."""
+    if budget == "smoke":
+        return smoke
+    if budget in ("paper", "quick"):
+        return paper() if budget == "paper" else quick()
+    raise ConfigError(f"{method} has no hyperparameters for budget {budget!r}; use smoke, quick or paper")
+
+
+@dataclass(frozen=True)
+class MethodSpace:
+    """Where a trajectory method works: the (whitened) train set, its ZCA fit, the augmentation,
+    and the subset the experts train on."""
+
+    space: LabeledData
+    zca: ZCA | None
+    augment: DSA | None
+    expert_data: LabeledData
+    subset: dict
+
+    @classmethod
+    def of(cls, real: LabeledData, ctx: RunContext, cfg) -> "MethodSpace":
+        """From a config with ``zca``, ``zca_eps``, ``dsa_strategy`` and ``expert_subset_per_class``."""
+        space, zca = whiten(real, cfg.zca_eps if cfg.zca else None)
+        augment = make_augment(cfg.dsa_strategy, ctx.dataset)
+        subset = {"per_class": cfg.expert_subset_per_class, "seed": 0}
+        return cls(space, zca, augment, expert_subset(space, cfg.expert_subset_per_class, seed=0), subset)
+
+    @property
+    def zca_eps(self) -> float | None:
+        return self.zca.eps if self.zca is not None else None
 
 
 def expert_subset(real: LabeledData, per_class: int, seed: int) -> LabeledData:
