@@ -19,7 +19,7 @@ from benchsuite.errors import ConfigError
 from benchsuite.ops.matching import published_dsa_strategy
 from benchsuite.ops.sampling import INITS, init_synthetic
 from benchsuite.ops.trajectory import UNROLL_MODES
-from benchsuite.ops.trajectory_matching import MatchSettings, MethodSpace, budget_config, load_experts, match_trajectories
+from benchsuite.ops.trajectory_matching import MatchSettings, MethodSpace, budget_config, load_experts, match_trajectories, published_row
 from benchsuite.ops.zca import DEFAULT_EPS
 
 PAPER_SOURCE = ("METHODS.md §4.3 (MTT hyperparameter table, GeorgeCazenavette/mtt-distillation README / issue #7); "
@@ -105,13 +105,7 @@ SMOKE = MTTConfig(iterations=3, syn_steps=3, expert_epochs=1, max_start_epoch=2,
 def paper_config(dataset: str, ipc: int) -> MTTConfig:
     """The published row for (dataset, IPC); datasets MTT did not report (the MNIST family, SVHN)
     take CIFAR-10's row for the nearest IPC, and say so in ``source``."""
-    source = PAPER_SOURCE
-    base = dataset if any(d == dataset for d, _ in PAPER_TABLE) else "cifar10"
-    rows = {i: r for (d, i), r in PAPER_TABLE.items() if d == base}
-    near = min(rows, key=lambda i: (abs(i - ipc), i))
-    row = rows[near]
-    if (base, near) != (dataset, ipc):
-        source += f"; {dataset} IPC {ipc} is not published: the {base} IPC {near} row"
+    row, source = published_row(PAPER_TABLE, dataset, ipc, PAPER_SOURCE)
     n, m, tmax, batch, zca, lr_img, lr_lr = row
     return MTTConfig(iterations=5000, syn_steps=n, expert_epochs=m, max_start_epoch=tmax, batch_syn=batch,
                      zca=zca, lr_img=lr_img, lr_lr=lr_lr, lr_teacher=0.01, num_experts=100,

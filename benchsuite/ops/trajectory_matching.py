@@ -35,7 +35,7 @@ from benchsuite.ops.trajectory import (
 )
 from benchsuite.ops.zca import ZCA, fit_zca
 
-__all__ = ["MatchSettings", "MethodSpace", "budget_config", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound"]
+__all__ = ["MatchSettings", "MethodSpace", "budget_config", "published_row", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound"]
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,22 @@ def whiten(real: LabeledData, zca_eps: float | None) -> tuple[LabeledData, ZCA |
 
 def budget_config(method: str, budget: str, smoke, paper: Callable[[], object], quick: Callable[[], object]):
     """A trajectory method's config for a protocol budget (``paper``/``quick`` built on demand)."""
-    if budget == "smoke":
-        return smoke
-    if budget in ("paper", "quick"):
-        return paper() if budget == "paper" else quick()
+    builders = {"smoke": lambda: smoke, "paper": paper, "quick": quick}
+    if budget in builders:
+        return builders[budget]()
     raise ConfigError(f"{method} has no hyperparameters for budget {budget!r}; use smoke, quick or paper")
+
+
+def published_row(table: dict[tuple[str, int], tuple], dataset: str, ipc: int, source: str) -> tuple[tuple, str]:
+    """The row of a (dataset, IPC) hyperparameter table for this cell, and its source. A dataset the
+    paper did not report takes CIFAR-10's rows, and an IPC not in the table the nearest one; the
+    returned source then says which row stood in."""
+    base = dataset if any(d == dataset for d, _ in table) else "cifar10"
+    rows = {i: r for (d, i), r in table.items() if d == base}
+    near = min(rows, key=lambda i: (abs(i - ipc), i))
+    if (base, near) != (dataset, ipc):
+        source += f"; {dataset} IPC {ipc} is not published: the {base} IPC {near} row"
+    return rows[near], source
 
 
 @dataclass(frozen=True)
