@@ -30,6 +30,10 @@ def test_method_contract(plugins, name, synthetic, smoke, make_ctx, ipc):
     counts = syn.per_class_counts(spec.num_classes)
     if cls.ipc_independent:
         assert counts == synthetic.train.class_counts()
+    elif cls.container:
+        assert len(set(counts)) == 1 and counts[0] >= 1, counts
+        c, h, w = spec.shape
+        assert syn.storage_bytes <= ipc * spec.num_classes * c * h * w * 4
     else:
         assert counts == [ipc] * spec.num_classes
     if syn.soft_labels:

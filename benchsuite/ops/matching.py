@@ -52,7 +52,7 @@ __all__ = [
     "LossMonitor",
 ]
 
-METRICS: tuple[str, ...] = ("ours", "mse", "cos")
+METRICS: tuple[str, ...] = ("ours", "mse", "cos", "l1")
 EPS = 1e-6  # DC's constant in the cosine denominator (METHODS.md §2.2)
 
 
@@ -106,6 +106,8 @@ def gradient_distance(g_syn: Sequence[Tensor], g_real: Sequence[Tensor], metric:
       γ/β) contribute 0.
     * ``"mse"``: squared L2 distance of the concatenated gradient vectors.
     * ``"cos"``: 1 − cosine of the concatenated gradient vectors.
+    * ``"l1"``: L1 distance of the concatenated gradient vectors (IDC's choice for the MNIST
+      family, METHODS.md §7.2).
 
     Differentiable in both arguments (DC differentiates through ``g_syn``). Returns a 0-d tensor.
     """
@@ -128,6 +130,8 @@ def gradient_distance(g_syn: Sequence[Tensor], g_real: Sequence[Tensor], metric:
     vr = torch.cat([r.reshape(-1) for r in g_real])
     if metric == "mse":
         return (vs - vr).pow(2).sum()
+    if metric == "l1":
+        return (vs - vr).abs().sum()
     return _unit_distance(vs.unsqueeze(0), vr.unsqueeze(0), eps)
 
 
