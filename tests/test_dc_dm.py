@@ -77,7 +77,7 @@ def test_gradient_distance_zero_for_identical_and_ignores_1d():
     with_bias = gradient_distance([w, torch.randn(8, generator=g), fc], [w, torch.randn(8, generator=g), fc])
     assert with_bias.item() == pytest.approx(same.item(), abs=1e-6)
     with pytest.raises(ConfigError, match="ours"):
-        gradient_distance([w], [w], "l1")
+        gradient_distance([w], [w], "l2")
     with pytest.raises(ValueError):
         gradient_distance([w], [fc])
 
