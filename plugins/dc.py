@@ -22,26 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import benchsuite
-from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError
-from benchsuite.evaluate import train_model
-from benchsuite.ops.dsa import DSA
-from benchsuite.ops.matching import (
-    METRICS,
-    LossMonitor,
-    forward_chunk,
-    gradient_distance,
-    has_batchnorm,
-    loss_gradients,
-    make_augment,
-    matched_parameters,
-    published_dsa_strategy,
-)
-from benchsuite.ops.sampling import INITS, learnable_synthetic, sample_classes
+from benchsuite.ops.matching import METRICS, LossMonitor, forward_chunk, make_augment, published_dsa_strategy
+# The per-step objective lives in ops so GLaD and H-PD reuse it; the names stay importable from here.
+from benchsuite.ops.objectives import dc_outer_step, freeze_bn_statistics, match_step  # noqa: F401
+from benchsuite.ops.sampling import INITS, learnable_synthetic
 
 # Source of the `paper` values: METHODS.md §2.3-2.4, read in the official repository
 # (VICO-UoE/DatasetCondensation @53f63a6, main.py defaults and its loop table). The same values
@@ -133,79 +121,6 @@ def smoke_config(dataset: str, ipc: int, dsa: bool) -> DCConfig:
     # Two networks, two matching steps each (so the inner training runs), tiny real batches.
     return DCConfig(iterations=2, outer_loop=2, inner_loop=1, batch_real=16, bn_real_per_class=4,
                     init="real" if dsa else "noise", dsa_strategy="auto" if dsa else "none")
-
-
-def freeze_bn_statistics(net: nn.Module, real: LabeledData, per_class: int, generator: torch.Generator) -> None:
-    """Set every BatchNorm's running statistics to those of ``per_class`` real images of each class
-    (one train-mode forward) and put the BN layers in eval mode, so tiny synthetic batches are
-    normalised with real statistics (METHODS.md §2.6)."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    xr, _ = sample_classes(real, per_class, generator)
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: after one batch, exactly that batch's statistics
-    net.train()
-    with torch.no_grad():
-        net(xr)
-    for m, momentum in zip(bns, momenta):
-        m.momentum = momentum
-        m.eval()
-
-
-def match_step(net: nn.Module, params: list[Tensor], syn: Tensor, opt_img: torch.optim.Optimizer,
-               real: LabeledData, ipc: int, cfg: DCConfig, dsa: DSA | None, generator: torch.Generator,
-               chunk: int | None) -> Tensor:
-    """One matching step on the current ``net``: Σ_c d(∇CE(S_c), ∇CE(T_c)), one SGD step on ``syn``.
-
-    Each class's distance is back-propagated as soon as it is computed (the gradients add up in
-    ``syn.grad``), so only one class's second-order graph is alive at a time. Returns the summed
-    distance (detached).
-    """
-    k = real.num_classes
-    xr, n = sample_classes(real, cfg.batch_real, generator)
-    opt_img.zero_grad(set_to_none=True)
-    total = syn.new_zeros(())
-    for c in range(k):
-        r = xr[c * n:(c + 1) * n]
-        s = syn[c * ipc:(c + 1) * ipc]
-        if dsa is not None:
-            r, s = dsa.siamese(r, s, generator=generator)
-        g_real = loss_gradients(net, params, r, torch.full((n,), c, device=r.device), chunk=chunk)
-        g_syn = loss_gradients(net, params, s, torch.full((ipc,), c, device=s.device), create_graph=True)
-        dist = gradient_distance(g_syn, g_real, cfg.dis_metric)
-        dist.backward(inputs=[syn])
-        total = total + dist.detach()
-    opt_img.step()
-    return total
-
-
-def dc_outer_step(net: nn.Module, syn: Tensor, labels: Tensor, opt_img: torch.optim.Optimizer,
-                  real: LabeledData, ipc: int, cfg: DCConfig, dsa: DSA | None, generator: torch.Generator,
-                  chunk: int | None, on_match=None) -> Tensor:
-    """One outer iteration with the fresh network ``net``: ``outer_loop`` matching steps, with
-    ``inner_loop`` epochs of training ``net`` on the synthetic set between them.
-
-    ``on_match(ol, loss)`` is called after each matching step. Returns the mean matching loss.
-    """
-    params = matched_parameters(net, cfg.dis_metric)
-    bn = has_batchnorm(net)
-    net.train()
-    losses = []
-    for ol in range(cfg.outer_loop):
-        if bn:
-            freeze_bn_statistics(net, real, cfg.bn_real_per_class, generator)
-        loss = match_step(net, params, syn, opt_img, real, ipc, cfg, dsa, generator, chunk)
-        losses.append(loss)
-        if on_match is not None:
-            on_match(ol, loss)
-        if ol == cfg.outer_loop - 1:
-            break
-        # DSA: independent per-sample augmentation while training the network (§2.6); DC: none.
-        train_model(net, syn.detach(), labels, epochs=cfg.inner_loop, lr=cfg.lr_net, generator=generator,
-                    momentum=0.0, weight_decay=0.0, batch_size=cfg.batch_train, lr_decay_at=None,
-                    augment=dsa)
-    return torch.stack(losses).mean()
 
 
 class DC(benchsuite.Method):

@@ -15,24 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
-
 import benchsuite
-from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError
-from benchsuite.ops.dsa import DSA
-from benchsuite.ops.matching import (
-    LossMonitor,
-    classwise_mean_embedding_distance,
-    embed_chunked,
-    forward_chunk,
-    has_batchnorm,
-    make_augment,
-    published_dsa_strategy,
-    siamese_per_class,
-)
-from benchsuite.ops.sampling import INITS, learnable_synthetic, sample_classes
+from benchsuite.ops.matching import LossMonitor, forward_chunk, make_augment, published_dsa_strategy
+# The per-step objective lives in ops so GLaD and H-PD reuse it; the name stays importable from here.
+from benchsuite.ops.objectives import dm_step  # noqa: F401
+from benchsuite.ops.sampling import INITS, learnable_synthetic
 
 # Source of the `paper` values: METHODS.md §3.2, read in the official repository
 # (VICO-UoE/DatasetCondensation @53f63a6, main_DM.py defaults and README commands).
@@ -77,29 +65,6 @@ def paper_config(dataset: str, ipc: int) -> DMConfig:
     lr = 10.0 if (dataset == "cifar10" and ipc >= 100) else 1.0
     return DMConfig(iterations=20_000, lr_img=lr, momentum_img=0.5, batch_real=256, init="real",
                     dsa_strategy=published_dsa_strategy(dataset))
-
-
-def dm_step(net: nn.Module, syn: Tensor, opt: torch.optim.Optimizer, real: LabeledData, ipc: int,
-            batch_real: int, dsa: DSA | None, generator: torch.Generator, chunk: int | None) -> Tensor:
-    """One DM iteration with the fresh network ``net``: sample, augment, embed, one step on ``syn``.
-
-    ``syn`` is the leaf tensor ``[C·ipc, ...]`` (class-major) that ``opt`` updates. Returns the loss
-    (a detached 0-d tensor, not read back, so an accelerator is not synchronised).
-    """
-    net.train()  # BatchNorm: batch statistics of the multi-class batch (METHODS.md §3.1)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    k = real.num_classes
-    xr, _ = sample_classes(real, batch_real, generator)
-    xr, xs = siamese_per_class(dsa, xr, syn, k, generator)
-    with torch.no_grad():
-        emb_real = embed_chunked(net.embed, xr, None if has_batchnorm(net) else chunk)
-    emb_syn = net.embed(xs)
-    loss = classwise_mean_embedding_distance(emb_real, emb_syn, k)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.detach()
 
 
 class DM(benchsuite.Method):

@@ -123,3 +123,50 @@ def test_bad_prior_configs_are_config_errors():
         PriorConfig(channels=0)
     with pytest.raises(ConfigError):
         PriorConfig(lr=0.0)
+
+
+# ------------------------------------------------------------------ latents (GLaD / H-PD)
+
+from benchsuite.ops.latents import LatentImages, LatentSet  # noqa: E402
+
+
+def _latents(layer=1, n=7, chunk=3):
+    G = _gen().requires_grad_(False)
+    labels = torch.arange(n) % 10
+    return LatentSet.from_noise(G, labels, layer, torch.Generator().manual_seed(2), chunk=chunk)
+
+
+def test_chunked_two_stage_backward_gives_the_direct_latent_gradients():
+    lat = _latents(chunk=3)  # 7 images: chunks of 3, 3, 1
+    target = torch.randn((7, 1, 28, 28), generator=torch.Generator().manual_seed(4))
+    # direct: one graph from latents to loss
+    direct = ((lat.G.render(lat.layer, lat.f, lat.ws) - target) ** 3).sum()
+    g_ws, g_f = torch.autograd.grad(direct, [lat.ws, lat.f])
+    # two-stage: gradient on the images, then through the generator chunk by chunk
+    images = lat.render().requires_grad_(True)
+    ((images - target) ** 3).sum().backward()
+    lat.backward(images.grad)
+    assert torch.allclose(lat.ws.grad, g_ws, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(lat.f.grad, g_f, atol=1e-5, rtol=1e-4)
+
+
+def test_latent_images_step_moves_the_latents_and_rerenders():
+    lat = _latents()
+    opt = LatentImages(lat, lr_w=1e-3, lr_f=1e-3)  # small: one descent step
+    before = opt.images.detach().clone()
+    ws0, f0 = lat.ws.detach().clone(), lat.f.detach().clone()
+    opt.zero_grad()
+    opt.images.square().sum().backward()
+    opt.step()
+    assert not torch.equal(lat.ws, ws0) and not torch.equal(lat.f, f0)
+    assert torch.allclose(opt.images, lat.render()) and not torch.allclose(opt.images, before)
+    assert opt.images.square().sum() < before.square().sum()
+
+
+def test_push_moves_one_layer_deeper_without_changing_the_images():
+    lat = _latents(layer=0)
+    images = lat.render()
+    lat.push()
+    assert lat.layer == 1 and lat.f.shape[-1] == lat.G.sizes[1] and lat.f.requires_grad
+    assert torch.allclose(lat.render(), images, atol=1e-5)
+    assert lat.storage_floats() == lat.ws.numel() + lat.f.numel()

@@ -188,7 +188,12 @@ class StyleGenerator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """Conv stack down to 4×4, then ``ψ(h) + ⟨embed(y), h⟩`` (Miyato & Koyama's projection)."""
+    """Conv stack down to 4×4, StyleGAN's minibatch standard deviation as one extra channel (it lets
+    the discriminator see a batch without variety, the usual cure for mode collapse, which a first
+    Fashion-MNIST prior without it showed), then ``ψ(h) + ⟨embed(y), h⟩`` (Miyato & Koyama's
+    projection)."""
+
+    MBSTD_GROUP = 4
 
     def __init__(self, cfg: PriorConfig, num_classes: int, image_shape: tuple[int, int, int]):
         super().__init__()
@@ -197,9 +202,16 @@ class ProjectionDiscriminator(nn.Module):
         self.sizes = synthesis_sizes(h)[::-1]  # image side down to 4
         self.stem = nn.Conv2d(c_img, C, 3, padding=1)
         self.blocks = nn.ModuleList([nn.Conv2d(C, C, 3, padding=1) for _ in self.sizes])
-        self.head = nn.Linear(C * 16, C)
+        self.head = nn.Linear((C + 1) * 16, C)
         self.out = nn.Linear(C, 1)
         self.embed = nn.Embedding(num_classes, C)
+
+    def minibatch_std(self, h: Tensor) -> Tensor:
+        """``[B, 1, H, W]``: the std over groups of ``MBSTD_GROUP`` samples, averaged over features."""
+        b, c, hh, ww = h.shape
+        g = math.gcd(self.MBSTD_GROUP, b)
+        std = h.view(g, b // g, c, hh, ww).var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+        return std.view(b // g, 1, 1, 1).repeat(g, 1, hh, ww)
 
     def forward(self, x: Tensor, classes: Tensor) -> Tensor:
         h = F.leaky_relu(self.stem(x), 0.2)
@@ -207,7 +219,7 @@ class ProjectionDiscriminator(nn.Module):
             h = F.leaky_relu(block(h), 0.2)
             if i + 1 < len(self.sizes):
                 h = F.adaptive_avg_pool2d(h, self.sizes[i + 1])
-        h = F.leaky_relu(self.head(h.flatten(1)), 0.2)
+        h = F.leaky_relu(self.head(torch.cat([h, self.minibatch_std(h)], dim=1).flatten(1)), 0.2)
         return self.out(h).squeeze(1) + (self.embed(classes) * h).sum(dim=1)
 
 
@@ -299,7 +311,7 @@ class PriorStore:
         fingerprint.update(real.labels.detach().cpu().numpy().tobytes())
         blob = json.dumps({"dataset": dataset, "shape": list(real.image_shape), "classes": real.num_classes,
                            "n": len(real), "data": fingerprint.hexdigest(), "config": dataclasses.asdict(cfg),
-                           "seed": self.seed, "version": 1}, sort_keys=True)
+                           "seed": self.seed, "version": 2}, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]
         self.dir = Path(cache_dir) / "priors" / f"{dataset}-{self.key}"
         self.path = self.dir / "prior.pt"

@@ -1,0 +1,227 @@
+"""Distillation in a generator's latent space: the loops of GLaD (METHODS.md §5) and H-PD (§8).
+
+Both optimise a :class:`~benchsuite.ops.latents.LatentSet` (W+ codes and F_k per image) under a
+pixel method's objective, reused unchanged from ``ops/objectives.py`` through
+:class:`~benchsuite.ops.latents.LatentImages` (GLaD's two-stage, chunked backward):
+
+* GLaD: one fixed layer k for the whole run.
+* H-PD: start at a shallow layer, run ``iterations`` per layer, keep the snapshot (a clone, not a
+  reference: the released code's search is a no-op because it keeps references, §8.4) with the
+  smallest class-relevant feature distance, push F one layer deeper with the generator's own
+  layer, and repeat to the last synthesis layer.
+
+The prior is the suite's own style-based generator (``ops/priors.py``), trained on the dataset on
+first use and cached, or a checkpoint the user passes (``prior_path``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from benchsuite.api import LabeledData, RunContext
+from benchsuite.errors import ConfigError, MethodError
+from benchsuite.ops.dsa import DSA
+from benchsuite.ops.latents import LatentImages, LatentSet
+from benchsuite.ops.matching import METRICS, LossMonitor, embed_chunked, forward_chunk, make_augment
+from benchsuite.ops.objectives import dc_outer_step, dm_step
+from benchsuite.ops.priors import Prior, PriorConfig, PriorStore
+from benchsuite.ops.sampling import sample_classes
+
+__all__ = ["OBJECTIVES", "LatentConfig", "resolve_prior", "block_features", "FeatureDistance",
+           "distill_glad", "distill_hpd"]
+
+OBJECTIVES = ("dc", "dm")
+SELECTS = ("min_distance", "last")
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    objective: str = "dc"         # the pixel method whose objective drives the latents
+    iterations: int = 1000        # GLaD: in total; H-PD: per layer (`inter_iteration`)
+    layer: int = 1                # GLaD: k; H-PD: the starting layer
+    lr_w: float = 1e-3            # SGD on the W+ codes (momentum 0.5)
+    lr_f: float = 1.0             # SGD on F_k (GLaD's `lr_img`)
+    momentum: float = 0.5
+    # DC objective (METHODS.md §5.3: GLaD-DC uses outer = inner = 1, lr_net 0.01)
+    outer_loop: int = 1
+    inner_loop: int = 1
+    lr_net: float = 0.01
+    batch_train: int = 256
+    dis_metric: str = "ours"
+    bn_real_per_class: int = 16
+    # both objectives
+    batch_real: int = 256
+    dsa_strategy: str = "auto"
+    render_chunk: int = 10        # images per generator pass (GLaD's `sg_batch`)
+    # the prior
+    prior_steps: int = 6000
+    prior_channels: int = 48
+    prior_seed: int = 0
+    prior_path: str = ""          # a checkpoint written by benchsuite (PriorStore.save); "" = train/cache
+    # H-PD's selection
+    select: str = "min_distance"  # 'min_distance' (the paper) or 'last'
+    feature_nets: int = 5         # random ConvNets behind the class-relevant feature distance
+    feature_real_per_class: int = 256
+    arch: str | None = None
+    forward_chunk: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        if self.select not in SELECTS:
+            raise ConfigError(f"select must be one of {list(SELECTS)}, got {self.select!r}")
+        if self.dis_metric not in METRICS:
+            raise ConfigError(f"dis_metric must be one of {list(METRICS)}, got {self.dis_metric!r}")
+        for name in ("outer_loop", "inner_loop", "batch_real", "batch_train", "render_chunk", "prior_steps",
+                     "prior_channels", "feature_nets", "feature_real_per_class", "bn_real_per_class"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.iterations < 0 or self.layer < 0 or self.forward_chunk < 0:
+            raise ConfigError("iterations, layer and forward_chunk must be >= 0")
+
+    def prior_config(self) -> PriorConfig:
+        return PriorConfig(steps=self.prior_steps, channels=self.prior_channels)
+
+
+def resolve_prior(cfg: LatentConfig, real: LabeledData, ctx: RunContext) -> Prior:
+    store = PriorStore(ctx.cache_dir, ctx.dataset.name, real, cfg.prior_config(), cfg.prior_seed)
+    if cfg.prior_path:
+        prior = store.load(Path(cfg.prior_path).expanduser())
+        if prior is None:
+            raise ConfigError(f"prior_path {cfg.prior_path!r} does not exist")
+        return prior
+    return store.ensure(ctx.progress)
+
+
+def check_layer(layer: int, prior: Prior) -> None:
+    if layer >= prior.generator.num_layers:
+        raise ConfigError(f"layer {layer} is past the prior's last synthesis layer "
+                          f"({prior.generator.num_layers - 1}); choose 0..{prior.generator.num_layers - 1}")
+
+
+def objective_step(cfg: LatentConfig, net: nn.Module, images: LatentImages, labels: Tensor, real: LabeledData,
+                   ipc: int, dsa: DSA | None, generator: torch.Generator, chunk: int | None) -> Tensor:
+    """One iteration of the pixel objective on the rendered images, with one latent update."""
+    if cfg.objective == "dc":
+        return dc_outer_step(net, images.images, labels, images, real, ipc, cfg, dsa, generator, chunk)
+    return dm_step(net, images.images, images, real, ipc, cfg.batch_real, dsa, generator, chunk)
+
+
+def block_features(net: nn.Module, x: Tensor) -> list[Tensor]:
+    """The output of every block of a ConvNet (conv, norm, act, pool): the feature maps H-PD
+    compares. Other architectures have no such blocks and are refused."""
+    features = getattr(net, "features", None)
+    children = list(features.named_children()) if isinstance(features, nn.Sequential) else []
+    if not children or not children[0][0].startswith("conv"):
+        raise ConfigError(f"the class-relevant feature distance needs a ConvNet (blocks conv1, norm1, ...); "
+                          f"got {type(net).__name__}")
+    out, h = [], x
+    for i, (_, module) in enumerate(children):
+        h = module(h)
+        if i + 1 == len(children) or children[i + 1][0].startswith("conv"):
+            out.append(h)
+    return out
+
+
+class FeatureDistance:
+    """H-PD's class-relevant feature distance (METHODS.md §8.2, step 3): Σ_c Σ_blocks
+    ‖mean real features of class c − mean synthetic features of class c‖², averaged over
+    ``cfg.feature_nets`` random ConvNets in eval mode.
+
+    The real means are computed once. Deviation, for a deterministic and lower-variance selection:
+    the synthetic side goes through the *same* fixed random networks (the released code uses one
+    fresh network per call against means averaged over five others), without augmentation.
+    """
+
+    def __init__(self, cfg: LatentConfig, real: LabeledData, ctx: RunContext, chunk: int | None):
+        self.k = real.num_classes
+        self.nets = [ctx.model(cfg.arch).eval().requires_grad_(False) for _ in range(cfg.feature_nets)]
+        xr, n = sample_classes(real, cfg.feature_real_per_class, ctx.generator)
+        self.chunk = chunk
+        with torch.no_grad():
+            self.real_means = [self._class_means(net, xr, n) for net in self.nets]
+
+    def _class_means(self, net: nn.Module, images: Tensor, per_class: int) -> list[Tensor]:
+        feats = [embed_chunked(lambda x, i=i: block_features(net, x)[i].flatten(1), images, self.chunk)
+                 for i in range(len(block_features(net, images[:1])))]
+        return [f.view(self.k, per_class, -1).mean(dim=1) for f in feats]
+
+    def __call__(self, images: Tensor) -> float:
+        """``images`` class-major, the same count per class."""
+        per_class = images.shape[0] // self.k
+        total = 0.0
+        with torch.no_grad():
+            for net, real in zip(self.nets, self.real_means):
+                syn = self._class_means(net, images, per_class)
+                total += float(sum(((r - s) ** 2).sum() for r, s in zip(real, syn)))
+        return total / len(self.nets)
+
+
+def _setup(cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext, prior: Prior):
+    labels = torch.arange(real.num_classes, device=real.device).repeat_interleave(ipc)
+    latents = LatentSet.from_noise(prior.generator, labels, cfg.layer, ctx.generator, cfg.render_chunk)
+    dsa = make_augment(cfg.dsa_strategy, ctx.dataset)
+    chunk = cfg.forward_chunk or forward_chunk(ctx.device, real.image_shape)
+    return labels, latents, dsa, chunk
+
+
+def distill_glad(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext,
+                 prior: Prior) -> tuple[LatentSet, dict]:
+    check_layer(cfg.layer, prior)
+    labels, latents, dsa, chunk = _setup(cfg, real, ipc, ctx, prior)
+    images = LatentImages(latents, cfg.lr_w, cfg.lr_f, cfg.momentum)
+    monitor = LossMonitor(method, cfg.iterations, ctx.progress, ctx.device, hint="lower lr_f or lr_w")
+    monitor.start()
+    for it in range(cfg.iterations):
+        loss = objective_step(cfg, ctx.model(cfg.arch), images, labels, real, ipc, dsa, ctx.generator, chunk)
+        monitor.update(it + 1, loss)
+    monitor.check_images(images.images)
+    return latents, {"layer": cfg.layer}
+
+
+def distill_hpd(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext, prior: Prior,
+                distance: Callable[[Tensor], float] | None = None) -> tuple[LatentSet, dict]:
+    """``distance`` defaults to :class:`FeatureDistance`; tests pass their own."""
+    check_layer(cfg.layer, prior)
+    labels, latents, dsa, chunk = _setup(cfg, real, ipc, ctx, prior)
+    if cfg.select == "min_distance" and distance is None:
+        distance = FeatureDistance(cfg, real, ctx, chunk)
+    layers = list(range(cfg.layer, prior.generator.num_layers))
+    monitor = LossMonitor(method, cfg.iterations * len(layers), ctx.progress, ctx.device, hint="lower lr_f or lr_w")
+    monitor.start()
+    chosen = []
+    step = 0
+    for layer in layers:
+        images = LatentImages(latents, cfg.lr_w, cfg.lr_f, cfg.momentum)  # a fresh optimiser per layer
+        best: tuple[float, int, Tensor, Tensor] | None = None
+        for it in range(cfg.iterations):
+            loss = objective_step(cfg, ctx.model(cfg.arch), images, labels, real, ipc, dsa, ctx.generator, chunk)
+            step += 1
+            monitor.update(step, loss, layer=f"{layer}/{layers[-1]}")
+            if cfg.select == "min_distance":
+                assert distance is not None
+                d = distance(images.images.detach())
+                if best is None or d < best[0]:
+                    best = (d, it, latents.ws.detach().clone(), latents.f.detach().clone())
+        if best is not None and best[1] != cfg.iterations - 1:
+            with torch.no_grad():
+                latents.ws.copy_(best[2])
+                latents.f.copy_(best[3])
+        chosen.append({"layer": layer, "iteration": None if best is None else best[1] + 1,
+                       "distance": None if best is None else best[0]})
+        if layer != layers[-1]:
+            latents.push()
+    monitor.check_images(latents.render())
+    if not torch.isfinite(latents.f).all():
+        raise MethodError(f"method {method!r}: the latents are no longer finite; lower lr_f or lr_w")
+    return latents, {"layers": layers, "selected": chosen}
+
+
+def with_fields(cfg: LatentConfig, **changes) -> LatentConfig:
+    return dataclasses.replace(cfg, **changes)
