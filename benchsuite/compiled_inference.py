@@ -2,11 +2,11 @@
 
 At IPC 1 the 10,000-image test pass is two thirds of an evaluation (ANCHORS.md). In eager mode a
 third of it is instance norm, ReLU and pooling, each a separate pass over activations that do not
-fit the cache; ``torch.compile`` fuses them around the convolutions and the pass takes about 0.6x
-the eager time (README, "Evaluator speed"). Predictions are those of the eager model up to float
-rounding (``tests/test_compiled_inference.py``).
+fit the cache; ``torch.compile`` fuses them around the convolutions and the pass takes
+5.6-6.3 s instead of 7-11 s eagerly (README, "Evaluator speed"). Predictions are those of the
+eager model up to float rounding (``tests/test_compiled_inference.py``).
 
-Compiling costs about 10 s per architecture and batch shape, so it is done once per process: a
+Compiling costs 5-13 s per architecture and batch shape, so it is done once per process: a
 *template* copy of the first model of each architecture is compiled, and every later model of the
 same architecture copies its weights into the template before the pass. Only full chunks go
 through the compiled template (a different tail shape would recompile); the tail runs eagerly.

@@ -168,7 +168,7 @@ def instances_per_class(layout: MemoryLayout, num_classes: int, image_shape: tup
         raise ConfigError(
             f"hmn: the shared memories, extractors and decoder take {shared} floats, which leaves no "
             f"room for one {per_instance}-float instance memory per class within the budget of {budget} "
-            f"floats; choose smaller channel sizes (--set hmn.decoder_width=..., hmn.dataset_channels=...)")
+            f"floats; choose smaller channel sizes (e.g. --set hmn.decoder_width=8 --set hmn.dataset_channels=2)")
     return int(g)
 
 

@@ -73,17 +73,18 @@ class LatentConfig:
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+            raise ConfigError(f"glad/hpd setting objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
         if self.select not in SELECTS:
-            raise ConfigError(f"select must be one of {list(SELECTS)}, got {self.select!r}")
+            raise ConfigError(f"glad/hpd setting select must be one of {list(SELECTS)}, got {self.select!r}")
         if self.dis_metric not in METRICS:
-            raise ConfigError(f"dis_metric must be one of {list(METRICS)}, got {self.dis_metric!r}")
+            raise ConfigError(f"glad/hpd setting dis_metric must be one of {list(METRICS)}, got {self.dis_metric!r}")
         for name in ("outer_loop", "inner_loop", "batch_real", "batch_train", "render_chunk", "prior_steps",
                      "prior_channels", "feature_nets", "feature_real_per_class", "bn_real_per_class"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"glad/hpd setting {name} must be >= 1, got {getattr(self, name)}")
         if self.iterations < 0 or self.layer < 0 or self.forward_chunk < 0:
-            raise ConfigError("iterations, layer and forward_chunk must be >= 0")
+            raise ConfigError("glad/hpd settings iterations, layer and forward_chunk must be >= 0 "
+                              f"(got {self.iterations}, {self.layer}, {self.forward_chunk})")
 
     def prior_config(self) -> PriorConfig:
         return PriorConfig(steps=self.prior_steps, channels=self.prior_channels)
