@@ -1,5 +1,5 @@
 """GLaD (Cazenavette et al., CVPR'23) and H-PD (Zhong et al., CVPR'25): distillation in the latent
-space of a generative prior, with DC's or DM's objective. METHODS.md §5 and §8.
+space of a generative prior, with DC's, DM's or MTT's objective. METHODS.md §5 and §8.
 
 The synthetic set is (W+, F_k) per image, rendered by the rest of the generator; the objective
 sees the rendered images, and its image gradient goes back into the latents in chunks (GLaD's
@@ -11,8 +11,10 @@ downloaded here, so results are not comparable to the papers' ImageNet figures.
 Storage counts the latents (W+ and F_k); the record also names the prior and its size
 (``method_extra.prior``), which the latents need to be rendered.
 
-``glad-mtt`` and ``hpd-mtt`` are not implemented yet (the trajectory objective needs the same
-latent optimiser hooked into ``ops/trajectory_matching.py``).
+``glad-mtt`` and ``hpd-mtt`` use ``mtt``'s experts: with the quick budget the very same cached
+ones (same subset, epochs, ZCA), so a latent method and its pixel counterpart match the same
+trajectories. The latents render into the experts' (whitened) space; the set records the ZCA
+transform and the learned step size as ``mtt`` does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch
 import benchsuite
 from benchsuite.errors import ConfigError
 from benchsuite.ops.latent_distill import LatentConfig, distill_glad, distill_hpd, resolve_prior, with_fields
+from benchsuite.ops.matching import published_dsa_strategy
+from benchsuite.ops.trajectory_matching import MTT_QUICK, MTT_QUICK_EXPERTS
 
 PAPER_SOURCE = "METHODS.md §5.3 (GLaD defaults) and §8.2 (H-PD defaults), read in the released code"
 
@@ -34,29 +38,62 @@ PAPER = {
     ("glad", "dm"): LatentConfig(objective="dm", iterations=1000, layer=1, lr_w=1e-2, lr_f=10.0, batch_real=256),
     ("hpd", "dc"): LatentConfig(objective="dc", iterations=100, layer=0, lr_w=1e-3, lr_f=1.0, lr_net=0.01),
     ("hpd", "dm"): LatentConfig(objective="dm", iterations=10, layer=0, lr_w=1e-2, lr_f=10.0, batch_real=256),
+    # GLaD-MTT / H-PD-MTT: lr_img (F) 1e4, lr_w 10, lr_lr 1e-6, syn_steps 20, expert_epochs 3,
+    # max_start_epoch 5, α₀ 0.01, experts of 15 epochs (the LatentConfig defaults); ZCA on CIFAR.
+    ("glad", "mtt"): LatentConfig(objective="mtt", iterations=1000, layer=1, lr_w=10.0, lr_f=1e4),
+    ("hpd", "mtt"): LatentConfig(objective="mtt", iterations=100, layer=0, lr_w=10.0, lr_f=1e4),
 }
+ZCA_DATASETS = ("cifar10", "cifar100")  # METHODS.md §1.1: GLaD-MTT whitens CIFAR
 
 # `quick`: real Fashion-MNIST on the 2-core CPU. The prior: 32 channels, 3,000 steps (README
 # "Generative prior": its cost and sanity figure). Distillation budgets match the pixel methods'
 # quick budgets (dc 40 matching steps, dm 100 iterations), split over the prior's layers for H-PD.
 QUICK_PRIOR = dict(prior_steps=3000, prior_channels=32)
-QUICK_TOTAL = {"dc": 40, "dm": 100}
+QUICK_TOTAL = {"dc": 40, "dm": 100, "mtt": 100}
+# The published lrs were tuned for StyleGAN-XL's feature maps; on the suite's prior they move the
+# images 100x further per iteration than the pixel methods' lrs move pixels (glad-dm at GLaD's lrs:
+# relative image change 207 in 10 iterations against pixel dm's 1.36). lr_f and lr_w are scaled
+# together, keeping the published 1000:1 ratio, until the image moves about as far as the pixel
+# method's in the same iterations (tools/image_step.py, IPC 1; README "Methods: GLaD, H-PD").
+QUICK_LRS = {"dc": dict(lr_f=3e-3, lr_w=3e-6),    # /333: 0.11 in 3 iterations, as pixel dc
+             "dm": dict(lr_f=0.05, lr_w=5e-5),    # /200: ~1.3 in 10 iterations, as pixel dm
+             "mtt": dict(lr_f=10.0, lr_w=0.01)}   # /1000: ~0.46 in 5 iterations, as pixel mtt
 QUICK_FEATURES = dict(feature_nets=2, feature_real_per_class=64)
 SMOKE = dict(prior_steps=2, prior_channels=8, batch_real=8, batch_train=8, bn_real_per_class=4,
              feature_nets=1, feature_real_per_class=4)
+SMOKE_MTT = dict(syn_steps=2, expert_epochs=1, max_start_epoch=2, num_experts=2, expert_train_epochs=2,
+                 expert_subset_per_class=8, expert_batch=16, zca=True, lr_f=100.0, lr_w=0.1, lr_lr=1e-5)
 PRIOR_LAYERS_28_32 = 4  # the suite's prior has 4 synthesis layers for 28- and 32-pixel images
 
 
-def config_for(family: str, objective: str, budget: str) -> LatentConfig:
+def paper_config(family: str, objective: str, dataset: str) -> LatentConfig:
     paper = PAPER[(family, objective)]
+    if objective == "mtt":
+        paper = with_fields(paper, zca=dataset in ZCA_DATASETS, dsa_strategy=published_dsa_strategy(dataset))
+    return paper
+
+
+def quick_mtt(ipc: int) -> dict:
+    """mtt's quick budget for this IPC (its unroll, expert set and ZCA), so the experts are shared."""
+    near = min(MTT_QUICK, key=lambda i: (abs(i - ipc), i))
+    row = dict(MTT_QUICK[near])
+    row.pop("iterations")
+    return {**row, **MTT_QUICK_EXPERTS, "zca": True, "lr_lr": 1e-5}
+
+
+def config_for(family: str, objective: str, budget: str, dataset: str = "fashionmnist", ipc: int = 1) -> LatentConfig:
+    paper = paper_config(family, objective, dataset)
     if budget == "paper":
         return paper
     if budget == "quick":
         total = QUICK_TOTAL[objective]
         iterations = total if family == "glad" else max(1, total // PRIOR_LAYERS_28_32)
-        return with_fields(paper, iterations=iterations, **QUICK_PRIOR, **QUICK_FEATURES)
+        extra = quick_mtt(ipc) if objective == "mtt" else {}
+        return with_fields(paper, iterations=iterations, **QUICK_PRIOR, **QUICK_FEATURES, **QUICK_LRS[objective],
+                           **extra)
     if budget == "smoke":
-        return with_fields(paper, iterations=1 if family == "hpd" else 2, **SMOKE)
+        extra = SMOKE_MTT if objective == "mtt" else {}
+        return with_fields(paper, iterations=1 if family == "hpd" else 2, **SMOKE, **extra)
     raise ConfigError(f"{family}-{objective} has no hyperparameters for budget {budget!r}; use smoke, quick or paper")
 
 
@@ -68,7 +105,7 @@ class _LatentMethod(benchsuite.Method):
 
     @classmethod
     def config_for(cls, dataset, ipc, protocol):
-        return config_for(cls.family, cls.objective, protocol.budget)
+        return config_for(cls.family, cls.objective, protocol.budget, dataset, ipc)
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
@@ -77,11 +114,14 @@ class _LatentMethod(benchsuite.Method):
                               f"belongs to {self.family}-{cfg.objective}")
         prior = resolve_prior(cfg, real, ctx)
         run = distill_glad if self.family == "glad" else distill_hpd
-        latents, info = run(self.name, cfg, real, ipc, ctx, prior)
+        latents, info, objective = run(self.name, cfg, real, ipc, ctx, prior)
         labels = torch.arange(real.num_classes, device=real.device).repeat_interleave(ipc)
+        zca = getattr(objective, "zca", None)
         return benchsuite.SyntheticSet(
             latents.render(), labels,
             storage_bytes=latents.storage_floats() * 4,
+            learned_lr=info.get("learned_lr"),
+            transform=zca.describe() if zca is not None else None,
             extra={"prior": prior.describe(), self.family: {**info, "latent_floats": latents.storage_floats(),
                                                             "ws_shape": list(latents.ws.shape),
                                                             "f_shape": list(latents.f.shape)}})
@@ -97,9 +137,11 @@ GLAD_DC = _make("glad", "dc", "DC's gradient matching on a generator's latents (
 GLAD_DM = _make("glad", "dm", "DM's distribution matching on a generator's latents (W+, F_k) (METHODS.md §5)")
 HPD_DC = _make("hpd", "dc", "GLaD-DC walked through the generator's layers, best snapshot per layer (METHODS.md §8)")
 HPD_DM = _make("hpd", "dm", "GLaD-DM walked through the generator's layers, best snapshot per layer (METHODS.md §8)")
+GLAD_MTT = _make("glad", "mtt", "MTT's trajectory matching on a generator's latents (W+, F_k) (METHODS.md §5)")
+HPD_MTT = _make("hpd", "mtt", "GLaD-MTT walked through the generator's layers, best snapshot per layer (METHODS.md §8)")
 
 
 @benchsuite.hookimpl
 def register_methods(register):
-    for cls in (GLAD_DC, GLAD_DM, HPD_DC, HPD_DM):
+    for cls in (GLAD_DC, GLAD_DM, GLAD_MTT, HPD_DC, HPD_DM, HPD_MTT):
         register(cls)

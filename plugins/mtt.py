@@ -19,7 +19,16 @@ from benchsuite.errors import ConfigError
 from benchsuite.ops.matching import published_dsa_strategy
 from benchsuite.ops.sampling import INITS, init_synthetic
 from benchsuite.ops.trajectory import UNROLL_MODES
-from benchsuite.ops.trajectory_matching import MatchSettings, MethodSpace, budget_config, load_experts, match_trajectories, published_row
+from benchsuite.ops.trajectory_matching import (
+    MTT_QUICK,
+    MTT_QUICK_EXPERTS,
+    MatchSettings,
+    MethodSpace,
+    budget_config,
+    load_experts,
+    match_trajectories,
+    published_row,
+)
 from benchsuite.ops.zca import DEFAULT_EPS
 
 PAPER_SOURCE = ("METHODS.md §4.3 (MTT hyperparameter table, GeorgeCazenavette/mtt-distillation README / issue #7); "
@@ -83,20 +92,7 @@ PAPER_TABLE: dict[tuple[str, int], tuple] = {
     ("tinyimagenet", 50): (80, 2, 40, 300, False, 1e4, 1e-4),
 }
 
-# Fashion-MNIST (quick) on the 2-core CPU, ConvNet-3 (tests/perf/test_perf_trajectory.py, README
-# "Methods: MTT, PAD"): one unrolled image-step (forward, backward, and the backward through it)
-# costs about 18 ms, an expert epoch on 500 images per class about 10 s. So: 5 experts x 5 epochs
-# on 500 images per class; the student unrolls 20 steps of all 10 images at IPC 1 and 10 steps of
-# 20 images at IPC 10 (MTT's batch_syn < C·IPC), measured 2.3-2.4 s per iteration with per-step
-# recomputation (`unroll="checkpoint"`: the full graph of 10 steps x 100 images is 3 GiB on the CPU,
-# 375 MiB recomputed), 100 iterations. lr_img 100 and lr_lr 1e-5 (PAD's CIFAR-10 rows; MTT's
-# community rerun) were checked with one 60-iteration probe per IPC, one 300-epoch model each:
-# 72.4% at IPC 1 and 78.1% at IPC 10 (random: 50.8 / 74.8).
-QUICK = {
-    1: dict(iterations=100, syn_steps=20, expert_epochs=2, max_start_epoch=3, batch_syn=0),
-    10: dict(iterations=100, syn_steps=10, expert_epochs=2, max_start_epoch=3, batch_syn=20),
-}
-QUICK_EXPERTS = dict(num_experts=5, expert_train_epochs=5, expert_subset_per_class=500, unroll="checkpoint")
+QUICK, QUICK_EXPERTS = MTT_QUICK, MTT_QUICK_EXPERTS  # the quick budget: see ops/trajectory_matching.py
 SMOKE = MTTConfig(iterations=3, syn_steps=3, expert_epochs=1, max_start_epoch=2, num_experts=2,
                   expert_train_epochs=2, expert_subset_per_class=8, expert_batch=16, zca=True, lr_img=100.0,
                   lr_lr=1e-5, source="smoke")

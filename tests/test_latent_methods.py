@@ -10,7 +10,7 @@ import torch
 
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError
-from benchsuite.ops.latent_distill import FeatureDistance, block_features, distill_hpd, resolve_prior
+from benchsuite.ops.latent_distill import FeatureDistance, block_features, distill_glad, distill_hpd, resolve_prior
 
 
 def _cfg(plugins, smoke, name, **changes):
@@ -31,7 +31,7 @@ def test_hpd_keeps_the_earlier_snapshot_when_it_had_the_smaller_distance(plugins
         seen.append(images.clone())
         return next(distances)
 
-    latents, info = distill_hpd("hpd-dm", cfg, synthetic.train, 1, ctx, prior, distance)
+    latents, info, _ = distill_hpd("hpd-dm", cfg, synthetic.train, 1, ctx, prior, distance)
     assert info["selected"] == [{"layer": last, "iteration": 2, "distance": 1.0}]
     final = latents.render()
     assert torch.allclose(final, seen[1], atol=1e-5)
@@ -42,7 +42,7 @@ def test_hpd_walks_every_layer_from_the_start_and_pushes_between(plugins, synthe
     cls, cfg = _cfg(plugins, smoke, "hpd-dc", iterations=1, select="last")
     ctx = make_ctx(0)
     prior = resolve_prior(cfg, synthetic.train, ctx)
-    latents, info = distill_hpd("hpd-dc", cfg, synthetic.train, 1, ctx, prior)
+    latents, info, _ = distill_hpd("hpd-dc", cfg, synthetic.train, 1, ctx, prior)
     assert info["layers"] == list(range(0, prior.generator.num_layers))
     assert latents.layer == prior.generator.num_layers - 1
     assert latents.f.shape[-1] == prior.generator.sizes[-1]
@@ -81,7 +81,8 @@ def test_block_features_refuse_non_convnets(make_ctx):
 
 def test_bad_latent_settings(plugins, smoke, synthetic, make_ctx):
     cls = plugins.methods.get("glad-dc")
-    for bad in ({"objective": "mtt"}, {"select": "best"}, {"render_chunk": 0}, {"dis_metric": "l2"}):
+    for bad in ({"objective": "gm"}, {"select": "best"}, {"render_chunk": 0}, {"dis_metric": "l2"},
+                {"unroll": "tesla"}, {"syn_steps": 0}):
         with pytest.raises(ConfigError):
             cls.resolve_config("synthetic", 1, smoke, bad)
     cfg = cls.resolve_config("synthetic", 1, smoke, {"layer": 9})
@@ -93,3 +94,32 @@ def test_bad_latent_settings(plugins, smoke, synthetic, make_ctx):
     cfg = cls.resolve_config("synthetic", 1, smoke, {"prior_path": "/nonexistent/prior.pt"})
     with pytest.raises(ConfigError, match="does not exist"):
         cls(cfg).distill(synthetic.train, 1, make_ctx(0))
+
+
+@pytest.mark.parametrize("name", ["glad-mtt", "hpd-mtt"])
+def test_mtt_sets_record_the_whitening_the_learned_step_size_and_the_experts(plugins, synthetic, smoke, make_ctx, name):
+    cls, cfg = _cfg(plugins, smoke, name)
+    assert cfg.zca  # the smoke budget whitens, so the transform path is exercised
+    syn = cls(cfg).distill(synthetic.train, 1, make_ctx(0))
+    info = syn.extra[name.split("-")[0]]
+    assert syn.transform == {"name": "zca", "eps": cfg.zca_eps}
+    assert syn.learned_lr == info["learned_lr"] > 0
+    assert info["experts"]["count"] == cfg.num_experts
+    assert syn.storage_bytes == 4 * info["latent_floats"]
+    # the same experts as pixel MTT under the same settings: one cache entry serves both
+    mtt = plugins.methods.get("mtt")
+    pix = mtt(mtt.resolve_config("synthetic", 1, smoke)).distill(synthetic.train, 1, make_ctx(0))
+    assert pix.extra["experts"]["key"] == info["experts"]["key"]
+
+
+def test_glad_mtt_renders_through_the_zca_and_moves_the_latents(plugins, synthetic, smoke, make_ctx):
+    cls, cfg = _cfg(plugins, smoke, "glad-mtt", iterations=3)
+    ctx = make_ctx(0)
+    prior = resolve_prior(cfg, synthetic.train, ctx)
+    latents, info, objective = distill_glad("glad-mtt", cfg, synthetic.train, 1, ctx, prior)
+    with torch.no_grad():
+        raw = prior.generator.render(latents.layer, latents.f, latents.ws)
+    assert torch.allclose(latents.render(), objective.zca.apply(raw), atol=1e-5)
+    start, _, _ = distill_glad("glad-mtt", dataclasses.replace(cfg, iterations=0), synthetic.train, 1, make_ctx(0), prior)
+    assert not torch.allclose(latents.f, start.f)
+    assert not torch.allclose(latents.ws, start.ws)

@@ -130,17 +130,25 @@ def test_bad_prior_configs_are_config_errors():
 from benchsuite.ops.latents import LatentImages, LatentSet  # noqa: E402
 
 
-def _latents(layer=1, n=7, chunk=3):
+def _latents(layer=1, n=7, chunk=3, transform=None):
     G = _gen().requires_grad_(False)
     labels = torch.arange(n) % 10
-    return LatentSet.from_noise(G, labels, layer, torch.Generator().manual_seed(2), chunk=chunk)
+    return LatentSet.from_noise(G, labels, layer, torch.Generator().manual_seed(2), chunk=chunk, transform=transform)
 
 
-def test_chunked_two_stage_backward_gives_the_direct_latent_gradients():
-    lat = _latents(chunk=3)  # 7 images: chunks of 3, 3, 1
+def _mixing(images):
+    """A fixed linear map over the flattened image (the shape of ZCA whitening)."""
+    m = torch.randn((784, 784), generator=torch.Generator().manual_seed(9)) / 28
+    return (images.flatten(1) @ m).view_as(images)
+
+
+@pytest.mark.parametrize("transform", [None, _mixing], ids=["plain", "whitened"])
+def test_chunked_two_stage_backward_gives_the_direct_latent_gradients(transform):
+    lat = _latents(chunk=3, transform=transform)  # 7 images: chunks of 3, 3, 1
     target = torch.randn((7, 1, 28, 28), generator=torch.Generator().manual_seed(4))
     # direct: one graph from latents to loss
-    direct = ((lat.G.render(lat.layer, lat.f, lat.ws) - target) ** 3).sum()
+    rendered = lat.G.render(lat.layer, lat.f, lat.ws)
+    direct = (((rendered if transform is None else transform(rendered)) - target) ** 3).sum()
     g_ws, g_f = torch.autograd.grad(direct, [lat.ws, lat.f])
     # two-stage: gradient on the images, then through the generator chunk by chunk
     images = lat.render().requires_grad_(True)

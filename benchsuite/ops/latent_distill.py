@@ -1,8 +1,16 @@
 """Distillation in a generator's latent space: the loops of GLaD (METHODS.md §5) and H-PD (§8).
 
 Both optimise a :class:`~benchsuite.ops.latents.LatentSet` (W+ codes and F_k per image) under a
-pixel method's objective, reused unchanged from ``ops/objectives.py`` through
-:class:`~benchsuite.ops.latents.LatentImages` (GLaD's two-stage, chunked backward):
+pixel method's objective, reused unchanged through :class:`~benchsuite.ops.latents.LatentImages`
+(GLaD's two-stage, chunked backward): DC's and DM's steps from ``ops/objectives.py``, MTT's
+iteration from ``ops/trajectory_matching.py`` (:class:`TrajectoryMatcher`, the same experts and
+student as ``mtt``). For MTT the rendered images pass through the experts' ZCA whitening when they
+were trained on whitened images; the gradient flows back through it into the latents.
+
+Deviation (MTT): GLaD's and H-PD's code compute the trajectory gradient TESLA-style, a
+first-order approximation that drops how later student steps depend on earlier batches (§5.3). The
+suite back-propagates through the whole unroll exactly, with per-step recomputation
+(``unroll="checkpoint"``), which bounds memory just as well.
 
 * GLaD: one fixed layer k for the whole run.
 * H-PD: start at a shallow layer, run ``iterations`` per layer, keep the snapshot (a clone, not a
@@ -32,11 +40,14 @@ from benchsuite.ops.matching import METRICS, LossMonitor, embed_chunked, forward
 from benchsuite.ops.objectives import dc_outer_step, dm_step
 from benchsuite.ops.priors import Prior, PriorConfig, PriorStore
 from benchsuite.ops.sampling import sample_classes
+from benchsuite.ops.trajectory import UNROLL_MODES
+from benchsuite.ops.trajectory_matching import MatchSettings, MethodSpace, TrajectoryMatcher, load_experts
+from benchsuite.ops.zca import DEFAULT_EPS
 
 __all__ = ["OBJECTIVES", "LatentConfig", "resolve_prior", "block_features", "FeatureDistance",
            "distill_glad", "distill_hpd"]
 
-OBJECTIVES = ("dc", "dm")
+OBJECTIVES = ("dc", "dm", "mtt")
 SELECTS = ("min_distance", "last")
 
 
@@ -55,7 +66,22 @@ class LatentConfig:
     batch_train: int = 256
     dis_metric: str = "ours"
     bn_real_per_class: int = 16
-    # both objectives
+    # MTT objective (METHODS.md §5.3, GLaD-MTT: syn_steps 20, expert_epochs 3, max_start_epoch 5,
+    # lr_lr 1e-6, α₀ 0.01; experts of 15 epochs, buffer_mtt.py --train_epochs=15)
+    syn_steps: int = 20
+    expert_epochs: int = 3
+    max_start_epoch: int = 5
+    batch_syn: int = 0
+    lr_lr: float = 1e-6
+    lr_teacher: float = 0.01
+    zca: bool = False
+    zca_eps: float = DEFAULT_EPS
+    num_experts: int = 100
+    expert_train_epochs: int = 15
+    expert_subset_per_class: int = 0
+    expert_batch: int = 256
+    unroll: str = "checkpoint"
+    # DC and DM objectives
     batch_real: int = 256
     dsa_strategy: str = "auto"
     render_chunk: int = 10        # images per generator pass (GLaD's `sg_batch`)
@@ -78,8 +104,12 @@ class LatentConfig:
             raise ConfigError(f"glad/hpd setting select must be one of {list(SELECTS)}, got {self.select!r}")
         if self.dis_metric not in METRICS:
             raise ConfigError(f"glad/hpd setting dis_metric must be one of {list(METRICS)}, got {self.dis_metric!r}")
+        if self.unroll not in UNROLL_MODES:
+            raise ConfigError(f"glad/hpd setting unroll must be one of {list(UNROLL_MODES)}, got {self.unroll!r}")
         for name in ("outer_loop", "inner_loop", "batch_real", "batch_train", "render_chunk", "prior_steps",
-                     "prior_channels", "feature_nets", "feature_real_per_class", "bn_real_per_class"):
+                     "prior_channels", "feature_nets", "feature_real_per_class", "bn_real_per_class",
+                     "syn_steps", "expert_epochs", "max_start_epoch", "num_experts", "expert_train_epochs",
+                     "expert_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"glad/hpd setting {name} must be >= 1, got {getattr(self, name)}")
         if self.iterations < 0 or self.layer < 0 or self.forward_chunk < 0:
@@ -88,6 +118,13 @@ class LatentConfig:
 
     def prior_config(self) -> PriorConfig:
         return PriorConfig(steps=self.prior_steps, channels=self.prior_channels)
+
+    def match_settings(self, iterations: int) -> MatchSettings:
+        return MatchSettings(
+            iterations=iterations, syn_steps=self.syn_steps, expert_epochs=self.expert_epochs, min_start=0,
+            max_start=self.max_start_epoch, current_max_start=self.max_start_epoch, expansion_end=0,
+            batch_syn=self.batch_syn, lr_img=self.lr_f, lr_lr=self.lr_lr, lr_teacher=self.lr_teacher,
+            momentum_img=self.momentum, unroll=self.unroll)
 
 
 def resolve_prior(cfg: LatentConfig, real: LabeledData, ctx: RunContext) -> Prior:
@@ -106,12 +143,60 @@ def check_layer(layer: int, prior: Prior) -> None:
                           f"({prior.generator.num_layers - 1}); choose 0..{prior.generator.num_layers - 1}")
 
 
-def objective_step(cfg: LatentConfig, net: nn.Module, images: LatentImages, labels: Tensor, real: LabeledData,
-                   ipc: int, dsa: DSA | None, generator: torch.Generator, chunk: int | None) -> Tensor:
-    """One iteration of the pixel objective on the rendered images, with one latent update."""
-    if cfg.objective == "dc":
-        return dc_outer_step(net, images.images, labels, images, real, ipc, cfg, dsa, generator, chunk)
-    return dm_step(net, images.images, images, real, ipc, cfg.batch_real, dsa, generator, chunk)
+class MatchingObjective:
+    """DC's or DM's objective: one outer iteration (DC) or step (DM) on a fresh network per call,
+    against real images in the normalised space."""
+
+    transform = None
+
+    def __init__(self, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext, dsa: DSA | None,
+                 labels: Tensor, chunk: int | None):
+        self.cfg, self.space, self.ipc, self.ctx, self.dsa, self.labels, self.chunk = cfg, real, ipc, ctx, dsa, labels, chunk
+
+    def step(self, it: int, images: LatentImages) -> Tensor:
+        cfg, ctx = self.cfg, self.ctx
+        net = ctx.model(cfg.arch)
+        if cfg.objective == "dc":
+            return dc_outer_step(net, images.images, self.labels, images, self.space, self.ipc, cfg, self.dsa,
+                                 ctx.generator, self.chunk)
+        return dm_step(net, images.images, images, self.space, self.ipc, cfg.batch_real, self.dsa, ctx.generator,
+                       self.chunk)
+
+    def result(self) -> dict:
+        return {}
+
+
+class TrajectoryObjective:
+    """MTT's objective over the cached experts (the ones ``mtt`` uses when the settings agree); the
+    images live in the experts' space (ZCA-whitened when ``zca``), and α is learned."""
+
+    def __init__(self, method: str, cfg: LatentConfig, real: LabeledData, ctx: RunContext, labels: Tensor,
+                 total_iterations: int):
+        ms = MethodSpace.of(real, ctx, cfg)
+        self.space, self.zca, self.dsa = ms.space, ms.zca, ms.augment
+        self.transform = ms.zca.apply if ms.zca is not None else None
+        self.store, trajectories = load_experts(
+            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=ms.augment,
+            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
+        self.matcher = TrajectoryMatcher(ctx, method, cfg.match_settings(total_iterations), trajectories, cfg.arch,
+                                         labels, ms.augment)
+
+    def step(self, it: int, images: LatentImages) -> Tensor:
+        loss, _ = self.matcher.step(it, images)
+        return loss
+
+    def result(self) -> dict:
+        return {"experts": self.store.describe(), "learned_lr": self.matcher.learned_lr,
+                "skipped_updates": self.matcher.skipped}
+
+
+def make_objective(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext,
+                   total_iterations: int):
+    labels = torch.arange(real.num_classes, device=real.device).repeat_interleave(ipc)
+    chunk = cfg.forward_chunk or forward_chunk(ctx.device, real.image_shape)
+    if cfg.objective == "mtt":
+        return TrajectoryObjective(method, cfg, real, ctx, labels, total_iterations), labels, chunk
+    return MatchingObjective(cfg, real, ipc, ctx, make_augment(cfg.dsa_strategy, ctx.dataset), labels, chunk), labels, chunk
 
 
 def block_features(net: nn.Module, x: Tensor) -> list[Tensor]:
@@ -164,36 +249,33 @@ class FeatureDistance:
         return total / len(self.nets)
 
 
-def _setup(cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext, prior: Prior):
-    labels = torch.arange(real.num_classes, device=real.device).repeat_interleave(ipc)
-    latents = LatentSet.from_noise(prior.generator, labels, cfg.layer, ctx.generator, cfg.render_chunk)
-    dsa = make_augment(cfg.dsa_strategy, ctx.dataset)
-    chunk = cfg.forward_chunk or forward_chunk(ctx.device, real.image_shape)
-    return labels, latents, dsa, chunk
-
-
 def distill_glad(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext,
-                 prior: Prior) -> tuple[LatentSet, dict]:
+                 prior: Prior) -> tuple[LatentSet, dict, object]:
+    """Returns the latents, what the record keeps, and the objective (its space and transform)."""
     check_layer(cfg.layer, prior)
-    labels, latents, dsa, chunk = _setup(cfg, real, ipc, ctx, prior)
+    objective, labels, chunk = make_objective(method, cfg, real, ipc, ctx, cfg.iterations)
+    latents = LatentSet.from_noise(prior.generator, labels, cfg.layer, ctx.generator, cfg.render_chunk,
+                                   objective.transform)
     images = LatentImages(latents, cfg.lr_w, cfg.lr_f, cfg.momentum)
     monitor = LossMonitor(method, cfg.iterations, ctx.progress, ctx.device, hint="lower lr_f or lr_w")
     monitor.start()
     for it in range(cfg.iterations):
-        loss = objective_step(cfg, ctx.model(cfg.arch), images, labels, real, ipc, dsa, ctx.generator, chunk)
-        monitor.update(it + 1, loss)
+        monitor.update(it + 1, objective.step(it, images))
     monitor.check_images(images.images)
-    return latents, {"layer": cfg.layer}
+    return latents, {"layer": cfg.layer, **objective.result()}, objective
 
 
 def distill_hpd(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext, prior: Prior,
-                distance: Callable[[Tensor], float] | None = None) -> tuple[LatentSet, dict]:
-    """``distance`` defaults to :class:`FeatureDistance`; tests pass their own."""
+                distance: Callable[[Tensor], float] | None = None) -> tuple[LatentSet, dict, object]:
+    """``distance`` defaults to :class:`FeatureDistance` (on the objective's image space); tests
+    pass their own."""
     check_layer(cfg.layer, prior)
-    labels, latents, dsa, chunk = _setup(cfg, real, ipc, ctx, prior)
-    if cfg.select == "min_distance" and distance is None:
-        distance = FeatureDistance(cfg, real, ctx, chunk)
     layers = list(range(cfg.layer, prior.generator.num_layers))
+    objective, labels, chunk = make_objective(method, cfg, real, ipc, ctx, cfg.iterations * len(layers))
+    latents = LatentSet.from_noise(prior.generator, labels, cfg.layer, ctx.generator, cfg.render_chunk,
+                                   objective.transform)
+    if cfg.select == "min_distance" and distance is None:
+        distance = FeatureDistance(cfg, objective.space, ctx, chunk)
     monitor = LossMonitor(method, cfg.iterations * len(layers), ctx.progress, ctx.device, hint="lower lr_f or lr_w")
     monitor.start()
     chosen = []
@@ -202,7 +284,7 @@ def distill_hpd(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx
         images = LatentImages(latents, cfg.lr_w, cfg.lr_f, cfg.momentum)  # a fresh optimiser per layer
         best: tuple[float, int, Tensor, Tensor] | None = None
         for it in range(cfg.iterations):
-            loss = objective_step(cfg, ctx.model(cfg.arch), images, labels, real, ipc, dsa, ctx.generator, chunk)
+            loss = objective.step(step, images)
             step += 1
             monitor.update(step, loss, layer=f"{layer}/{layers[-1]}")
             if cfg.select == "min_distance":
@@ -221,7 +303,7 @@ def distill_hpd(method: str, cfg: LatentConfig, real: LabeledData, ipc: int, ctx
     monitor.check_images(latents.render())
     if not torch.isfinite(latents.f).all():
         raise MethodError(f"method {method!r}: the latents are no longer finite; lower lr_f or lr_w")
-    return latents, {"layers": layers, "selected": chosen}
+    return latents, {"layers": layers, "selected": chosen, **objective.result()}, objective
 
 
 def with_fields(cfg: LatentConfig, **changes) -> LatentConfig:

@@ -14,6 +14,8 @@ generator, whatever the objective.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -23,23 +25,26 @@ __all__ = ["LatentSet", "LatentImages"]
 
 
 class LatentSet:
-    def __init__(self, G: StyleGenerator, layer: int, ws: Tensor, f: Tensor, chunk: int = 10):
+    def __init__(self, G: StyleGenerator, layer: int, ws: Tensor, f: Tensor, chunk: int = 10,
+                 transform: Callable[[Tensor], Tensor] | None = None):
+        """``transform``: a differentiable map applied to every rendered image (ZCA whitening for
+        a trajectory objective whose experts trained on whitened images)."""
         if not 0 <= layer < G.num_layers:
             raise ValueError(f"layer must be in [0, {G.num_layers - 1}], got {layer}")
-        self.G, self.layer, self.chunk = G, int(layer), int(chunk)
+        self.G, self.layer, self.chunk, self.transform = G, int(layer), int(chunk), transform
         self.ws = ws.detach().clone().requires_grad_(True)
         self.f = f.detach().clone().requires_grad_(True)
 
     @classmethod
     def from_noise(cls, G: StyleGenerator, labels: Tensor, layer: int, generator: torch.Generator,
-                   chunk: int = 10) -> "LatentSet":
+                   chunk: int = 10, transform: Callable[[Tensor], Tensor] | None = None) -> "LatentSet":
         """GLaD's initialisation: w = Mapping(z ~ N(0, I), class), the same w for every layer, and
         F_k from running the generator up to layer k (non-finite values zeroed, clipped to ±10)."""
         z = torch.randn((labels.shape[0], G.cfg.z_dim), generator=generator).to(labels.device)
         with torch.no_grad():
             ws = G.broadcast(G.map(z, labels)).contiguous()
             f = torch.cat([G.features(layer, w) for w in ws.split(chunk)])
-        return cls(G, layer, ws, torch.nan_to_num(f).clamp(-10, 10), chunk)
+        return cls(G, layer, ws, torch.nan_to_num(f).clamp(-10, 10), chunk, transform)
 
     def parameters(self) -> list[Tensor]:
         return [self.ws, self.f]
@@ -50,14 +55,17 @@ class LatentSet:
     def render(self) -> Tensor:
         """All images, without a graph, ``chunk`` at a time."""
         with torch.no_grad():
-            return torch.cat([self.G.render(self.layer, f, w)
-                              for f, w in zip(self.f.split(self.chunk), self.ws.split(self.chunk))])
+            return torch.cat([self._render(f, w) for f, w in zip(self.f.split(self.chunk), self.ws.split(self.chunk))])
+
+    def _render(self, f: Tensor, ws: Tensor) -> Tensor:
+        images = self.G.render(self.layer, f, ws)
+        return images if self.transform is None else self.transform(images)
 
     def backward(self, image_grad: Tensor) -> None:
         """Accumulate ∂L/∂ws and ∂L/∂f from ∂L/∂images, re-rendering one chunk at a time."""
         for i in range(0, image_grad.shape[0], self.chunk):
             sl = slice(i, i + self.chunk)
-            images = self.G.render(self.layer, self.f[sl], self.ws[sl])
+            images = self._render(self.f[sl], self.ws[sl])
             images.backward(image_grad[sl], inputs=[self.ws, self.f])
 
     def push(self) -> None:

@@ -20,6 +20,9 @@ normalised space, the space the real images the prior was trained on live in.
 Training (:func:`train_prior`): the non-saturating logistic GAN loss with lazy R1 regularisation
 on real images, Adam (β 0, 0.99) as StyleGAN2, a class-conditional projection discriminator, and
 an exponential moving average of the generator's weights, which is the generator that is kept.
+Two standard guards against mode collapse within a class, added after a first prior drew one image
+per class whatever the noise: StyleGAN's 0.01 learning-rate multiplier on the mapping network, and
+MSGAN's mode-seeking term on pairs of one class.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from torch import Tensor, nn
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
 
-__all__ = ["PriorConfig", "StyleGenerator", "ProjectionDiscriminator", "synthesis_sizes", "train_prior",
+__all__ = ["PriorConfig", "StyleGenerator", "ProjectionDiscriminator", "synthesis_sizes", "train_prior", "mode_seeking_loss",
            "PriorStore", "Prior"]
 
 
@@ -72,13 +75,17 @@ class PriorConfig:
     r1_gamma: float = 0.2         # R1 weight, applied every r1_every steps (lazy regularisation)
     r1_every: int = 4
     ema_half_life: int = 500      # steps after which an old weight counts half in the kept generator
+    # Against mode collapse within a class (prior v2 drew one image per class whatever z was):
+    mapping_lr_mult: float = 0.01  # StyleGAN's learning-rate multiplier for the mapping network
+    mode_seeking: float = 1.0      # weight of MSGAN's mode-seeking term (Mao et al., CVPR'19); 0 = off
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "w_dim", "mapping_layers", "channels", "steps", "batch", "r1_every", "ema_half_life"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"prior.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.r1_gamma < 0:
-            raise ConfigError("prior.lr must be > 0 and prior.r1_gamma >= 0")
+        if self.lr <= 0 or self.r1_gamma < 0 or self.mapping_lr_mult <= 0 or self.mode_seeking < 0:
+            raise ConfigError("prior.lr and prior.mapping_lr_mult must be > 0, prior.r1_gamma and "
+                              "prior.mode_seeking >= 0")
 
 
 class ModulatedConv(nn.Module):
@@ -223,6 +230,14 @@ class ProjectionDiscriminator(nn.Module):
         return self.out(h).squeeze(1) + (self.embed(classes) * h).sum(dim=1)
 
 
+def mode_seeking_loss(a: Tensor, b: Tensor, za: Tensor, zb: Tensor) -> Tensor:
+    """MSGAN's term: ``1 / (mean|G(z1) − G(z2)| / mean|z1 − z2| + ε)`` per pair of one class,
+    averaged; it grows when two noises give the same image, so minimising it spreads z over the
+    class's images."""
+    ratio = (a - b).abs().flatten(1).mean(1) / (za - zb).abs().mean(1)
+    return (1.0 / (ratio + 1e-5)).mean()
+
+
 def train_prior(real: LabeledData, cfg: PriorConfig, generator: torch.Generator,
                 progress: Callable[..., None] = lambda *a, **k: None) -> StyleGenerator:
     """Train a generator on ``real`` and return the moving average of its weights (eval mode).
@@ -237,7 +252,13 @@ def train_prior(real: LabeledData, cfg: PriorConfig, generator: torch.Generator,
         torch.manual_seed(int(torch.randint(2**31 - 1, (), generator=generator)))
         D = ProjectionDiscriminator(cfg, k, shape).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
+    # The mapping network (and class embedding) learns 100x slower, as in StyleGAN: a fast mapping
+    # learns to ignore z, one of the roads to a single image per class.
+    mapping = list(G.embed.parameters()) + list(G.mapping.parameters())
+    mapping_ids = {id(p) for p in mapping}
+    synthesis = [p for p in G.parameters() if id(p) not in mapping_ids]
+    opt_g = torch.optim.Adam([{"params": synthesis, "lr": cfg.lr},
+                              {"params": mapping, "lr": cfg.lr * cfg.mapping_lr_mult}], betas=(0.0, 0.99))
     # Lazy R1: the regulariser runs every r1_every steps with its weight scaled up, and Adam's
     # parameters are adjusted as StyleGAN2 does so the effective step stays the same.
     c = cfg.r1_every / (cfg.r1_every + 1)
@@ -268,7 +289,14 @@ def train_prior(real: LabeledData, cfg: PriorConfig, generator: torch.Generator,
         opt_d.step()
         # generator
         z, y = noise(cfg.batch)
-        loss_g = F.softplus(-D(G(z, y), y)).mean()
+        half = cfg.batch // 2
+        if cfg.mode_seeking > 0 and half > 0:
+            y = torch.cat([y[:half], y[:half], y[2 * half:]])  # pairs: same class, different z
+        fake = G(z, y)
+        loss_g = F.softplus(-D(fake, y)).mean()
+        if cfg.mode_seeking > 0 and half > 0:
+            loss_g = loss_g + cfg.mode_seeking * mode_seeking_loss(fake[:half], fake[half:2 * half],
+                                                                  z[:half], z[half:2 * half])
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward(inputs=list(G.parameters()))
         opt_g.step()
@@ -311,7 +339,7 @@ class PriorStore:
         fingerprint.update(real.labels.detach().cpu().numpy().tobytes())
         blob = json.dumps({"dataset": dataset, "shape": list(real.image_shape), "classes": real.num_classes,
                            "n": len(real), "data": fingerprint.hexdigest(), "config": dataclasses.asdict(cfg),
-                           "seed": self.seed, "version": 2}, sort_keys=True)
+                           "seed": self.seed, "version": 3}, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]
         self.dir = Path(cache_dir) / "priors" / f"{dataset}-{self.key}"
         self.path = self.dir / "prior.pt"

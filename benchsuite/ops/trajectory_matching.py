@@ -35,7 +35,8 @@ from benchsuite.ops.trajectory import (
 )
 from benchsuite.ops.zca import ZCA, fit_zca
 
-__all__ = ["MatchSettings", "MethodSpace", "budget_config", "published_row", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound"]
+__all__ = ["MatchSettings", "MethodSpace", "budget_config", "published_row", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound",
+           "PixelImages", "TrajectoryMatcher", "MTT_QUICK", "MTT_QUICK_EXPERTS"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,23 @@ class MatchSettings:
             raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.lr_teacher <= 0:
             raise ConfigError(f"the initial step size must be > 0, got {self.lr_teacher}")
+
+
+# MTT's quick budget (also glad-mtt's and hpd-mtt's, so one set of cached experts serves all three).
+# Fashion-MNIST (quick) on the 2-core CPU, ConvNet-3 (tests/perf/test_perf_trajectory.py, README
+# "Methods: MTT, PAD"): one unrolled image-step (forward, backward, and the backward through it)
+# costs about 18 ms, an expert epoch on 500 images per class about 10 s. So: 5 experts x 5 epochs
+# on 500 images per class; the student unrolls 20 steps of all 10 images at IPC 1 and 10 steps of
+# 20 images at IPC 10 (MTT's batch_syn < C·IPC), measured 2.3-2.4 s per iteration with per-step
+# recomputation (`unroll="checkpoint"`: the full graph of 10 steps x 100 images is 3 GiB on the CPU,
+# 375 MiB recomputed), 100 iterations. lr_img 100 and lr_lr 1e-5 (PAD's CIFAR-10 rows; MTT's
+# community rerun) were checked with one 60-iteration probe per IPC, one 300-epoch model each:
+# 72.4% at IPC 1 and 78.1% at IPC 10 (random: 50.8 / 74.8).
+MTT_QUICK = {
+    1: dict(iterations=100, syn_steps=20, expert_epochs=2, max_start_epoch=3, batch_syn=0),
+    10: dict(iterations=100, syn_steps=10, expert_epochs=2, max_start_epoch=3, batch_syn=20),
+}
+MTT_QUICK_EXPERTS = dict(num_experts=5, expert_train_epochs=5, expert_subset_per_class=500, unroll="checkpoint")
 
 
 def start_epoch_bound(s: MatchSettings, iteration: int) -> int:
@@ -186,62 +204,99 @@ def load_experts(ctx: RunContext, data: LabeledData, arch: str | None, *, count:
     return store, trajectories
 
 
+class PixelImages:
+    """The synthetic images as learned pixels: a leaf tensor and SGD with momentum over it. Latent
+    parameterisations (``ops.latents.LatentImages``) offer the same ``images``/``zero_grad``/``step``,
+    so the loop below optimises either."""
+
+    def __init__(self, images: Tensor, lr: float, momentum: float):
+        self.images = images.detach().clone().requires_grad_(True)
+        self.opt = torch.optim.SGD([self.images], lr=lr, momentum=momentum)
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.opt.step()
+
+
+class TrajectoryMatcher:
+    """The state of the matching loop besides the images: the student, the learned step size α
+    (and its optimiser), the targets, the expert order and the skip count. ``step`` runs one
+    iteration against any image parameterisation with ``images``/``zero_grad``/``step``."""
+
+    def __init__(self, ctx: RunContext, method: str, settings: MatchSettings, trajectories: list[Tensor],
+                 arch: str | None, targets: Tensor, augment: DSA | None):
+        settings.check(trajectories[0].shape[0] - 1)
+        self.ctx, self.method, self.settings, self.trajectories, self.augment = ctx, method, settings, trajectories, augment
+        self.student = FunctionalStudent(ctx.model(arch or ctx.default_arch, torch.Generator().manual_seed(0)))
+        if self.student.layout.total != trajectories[0].shape[1]:
+            raise MethodError(f"the experts have {trajectories[0].shape[1]} parameters but the student "
+                              f"{self.student.layout.total}: expert and student architectures differ")
+        device = ctx.device
+        self.alpha = torch.tensor(float(settings.lr_teacher), device=device, requires_grad=True)
+        self.opt_lr = torch.optim.SGD([self.alpha], lr=settings.lr_lr, momentum=settings.momentum_lr)
+        learn_labels = settings.lr_label > 0 and targets.ndim == 2
+        self.targets = targets.detach().clone().to(device)
+        self.opt_label = None
+        if learn_labels:
+            self.targets.requires_grad_(True)
+            self.opt_label = torch.optim.SGD([self.targets], lr=settings.lr_label, momentum=settings.momentum_label)
+        self.order: list[int] = []
+        self.skipped = 0
+
+    def step(self, it: int, syn) -> tuple[Tensor, int]:
+        """Iteration ``it`` (0-based, drives the start-epoch bound): returns (loss, start epoch)."""
+        s, g, device = self.settings, self.ctx.generator, self.ctx.device
+        if not self.order:
+            self.order = torch.randperm(len(self.trajectories), generator=g).tolist()
+        traj = self.trajectories[self.order.pop()]
+        t = int(torch.randint(s.min_start, start_epoch_bound(s, it), (1,), generator=g))
+        start = traj[t].to(device)
+        target = traj[t + s.expert_epochs].to(device)
+        plans = plan_steps(syn.images.shape[0], s.syn_steps, s.batch_syn, self.augment, g, device)
+        syn.zero_grad()
+        for opt in (self.opt_lr, self.opt_label):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        loss = unroll_backward(self.student, start, target, syn.images, self.targets, self.alpha, plans, self.augment,
+                               mask_ratio=s.mask_ratio, mask=s.mask, mode=s.unroll)
+        if s.threshold and float(loss) > s.threshold:
+            self.skipped += 1
+        else:
+            syn.step()
+            for opt in (self.opt_lr, self.opt_label):
+                if opt is not None:
+                    opt.step()
+        a = self.learned_lr
+        if not (a > 0 and a == a and a != float("inf")):
+            raise MethodError(f"method {self.method!r}: the learned step size became {a} at iteration {it + 1}; "
+                              f"lower lr_lr (or the image/latent lr), e.g. --set {self.method}.lr_lr=...")
+        return loss, t
+
+    @property
+    def learned_lr(self) -> float:
+        return float(self.alpha.detach())
+
+
 def match_trajectories(ctx: RunContext, method: str, settings: MatchSettings, trajectories: list[Tensor],
                        arch: str | None, images: Tensor, targets: Tensor, augment: DSA | None,
                        on_iteration: Callable[[int, dict], None] | None = None) -> tuple[Tensor, Tensor, float, dict]:
-    """Run the loop; returns (images, targets, learned α, stats). ``targets`` are hard labels
-    (fixed) or label logits (learned when ``settings.lr_label > 0``)."""
-    settings.check(trajectories[0].shape[0] - 1)
-    device = ctx.device
-    g = ctx.generator
-    student = FunctionalStudent(ctx.model(arch or ctx.default_arch, torch.Generator().manual_seed(0)))
-    if student.layout.total != trajectories[0].shape[1]:
-        raise MethodError(f"the experts have {trajectories[0].shape[1]} parameters but the student "
-                          f"{student.layout.total}: expert and student architectures differ")
-    syn = images.detach().clone().to(device).requires_grad_(True)
-    alpha = torch.tensor(float(settings.lr_teacher), device=device, requires_grad=True)
-    opt_img = torch.optim.SGD([syn], lr=settings.lr_img, momentum=settings.momentum_img)
-    opt_lr = torch.optim.SGD([alpha], lr=settings.lr_lr, momentum=settings.momentum_lr)
-    learn_labels = settings.lr_label > 0 and targets.ndim == 2
-    targets = targets.detach().clone().to(device)
-    opt_label = None
-    if learn_labels:
-        targets.requires_grad_(True)
-        opt_label = torch.optim.SGD([targets], lr=settings.lr_label, momentum=settings.momentum_label)
-    monitor = LossMonitor(method, settings.iterations, ctx.progress, device, hint="lower lr_img or lr_lr")
+    """Run the loop on learned pixels; returns (images, targets, learned α, stats). ``targets`` are
+    hard labels (fixed) or label logits (learned when ``settings.lr_label > 0``)."""
+    matcher = TrajectoryMatcher(ctx, method, settings, trajectories, arch, targets, augment)
+    syn = PixelImages(images.to(ctx.device), settings.lr_img, settings.momentum_img)
+    monitor = LossMonitor(method, settings.iterations, ctx.progress, ctx.device, hint="lower lr_img or lr_lr")
     monitor.start()
-    order: list[int] = []
-    skipped = 0
     for it in range(settings.iterations):
-        if not order:
-            order = torch.randperm(len(trajectories), generator=g).tolist()
-        traj = trajectories[order.pop()]
-        upper = start_epoch_bound(settings, it)
-        t = int(torch.randint(settings.min_start, upper, (1,), generator=g))
-        start = traj[t].to(device)
-        target = traj[t + settings.expert_epochs].to(device)
-        plans = plan_steps(syn.shape[0], settings.syn_steps, settings.batch_syn, augment, g, device)
-        for opt in (opt_img, opt_lr, opt_label):
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-        loss = unroll_backward(student, start, target, syn, targets, alpha, plans, augment,
-                               mask_ratio=settings.mask_ratio, mask=settings.mask, mode=settings.unroll)
-        if settings.threshold and float(loss) > settings.threshold:
-            skipped += 1
-        else:
-            for opt in (opt_img, opt_lr, opt_label):
-                if opt is not None:
-                    opt.step()
-        a = float(alpha.detach())
-        if not (a > 0 and a == a and a != float("inf")):
-            raise MethodError(f"method {method!r}: the learned step size became {a} at iteration {it + 1}; "
-                              f"lower lr_lr (or lr_img), e.g. --set {method}.lr_lr=...")
-        monitor.update(it + 1, loss, start=t, alpha=f"{a:.4g}", skipped=skipped)
+        loss, t = matcher.step(it, syn)
+        a = matcher.learned_lr
+        monitor.update(it + 1, loss, start=t, alpha=f"{a:.4g}", skipped=matcher.skipped)
         if on_iteration is not None:
             on_iteration(it, {"loss": float(loss), "alpha": a, "start": t})
-    monitor.check_images(syn)
-    stats = {"skipped_updates": skipped, "final_loss": monitor.last, "learned_lr": float(alpha.detach())}
-    return syn.detach(), targets.detach(), float(alpha.detach()), stats
+    monitor.check_images(syn.images)
+    stats = {"skipped_updates": matcher.skipped, "final_loss": monitor.last, "learned_lr": matcher.learned_lr}
+    return syn.images.detach(), matcher.targets.detach(), matcher.learned_lr, stats
 
 
 def correctly_classified(model: nn.Module, layout: ParamLayout, final: Tensor, data: LabeledData,
