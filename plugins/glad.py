@@ -54,10 +54,11 @@ QUICK_TOTAL = {"dc": 40, "dm": 100, "mtt": 100}
 # images 100x further per iteration than the pixel methods' lrs move pixels (glad-dm at GLaD's lrs:
 # relative image change 207 in 10 iterations against pixel dm's 1.36). lr_f and lr_w are scaled
 # together, keeping the published 1000:1 ratio, until the image moves about as far as the pixel
-# method's in the same iterations (tools/image_step.py, IPC 1; README "Methods: GLaD, H-PD").
-QUICK_LRS = {"dc": dict(lr_f=3e-3, lr_w=3e-6),    # /333: 0.11 in 3 iterations, as pixel dc
-             "dm": dict(lr_f=0.05, lr_w=5e-5),    # /200: ~1.3 in 10 iterations, as pixel dm
-             "mtt": dict(lr_f=10.0, lr_w=0.01)}   # /1000: ~0.46 in 5 iterations, as pixel mtt
+# method's in the same iterations (tools/image_step.py, IPC 1; README "Methods: GLaD, H-PD"). Each
+# factor extrapolates linearly from a measurement at published/100 to the pixel method's step.
+QUICK_LRS = {"dc": dict(lr_f=3e-3, lr_w=3e-6),    # /333: at /100 0.38 in 3 iterations; pixel dc 0.11
+             "dm": dict(lr_f=0.05, lr_w=5e-5),    # /200: at /100 2.50 in 10 iterations; pixel dm 1.36
+             "mtt": dict(lr_f=10.0, lr_w=0.01)}   # /1000: at /100 4.60 in 5 iterations; pixel mtt 0.46
 QUICK_FEATURES = dict(feature_nets=2, feature_real_per_class=64)
 SMOKE = dict(prior_steps=2, prior_channels=8, batch_real=8, batch_train=8, bn_real_per_class=4,
              feature_nets=1, feature_real_per_class=4)
