@@ -117,7 +117,7 @@ class _LatentMethod(benchsuite.Method):
         run = distill_glad if self.family == "glad" else distill_hpd
         latents, info, objective = run(self.name, cfg, real, ipc, ctx, prior)
         labels = torch.arange(real.num_classes, device=real.device).repeat_interleave(ipc)
-        zca = getattr(objective, "zca", None)
+        zca = objective.zca
         return benchsuite.SyntheticSet(
             latents.render(), labels,
             storage_bytes=latents.storage_floats() * 4,

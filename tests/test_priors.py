@@ -118,11 +118,21 @@ def test_store_trains_once_then_loads_and_refuses_bad_files(tmp_path, monkeypatc
         store.load()
 
 
+def test_mode_seeking_loss_grows_when_two_noises_give_the_same_image():
+    za, zb = torch.zeros(4, 8), torch.ones(4, 8)
+    a = torch.randn(4, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    same = priors.mode_seeking_loss(a, a.clone(), za, zb)
+    apart = priors.mode_seeking_loss(a, a + 1.0, za, zb)
+    assert same > 1e4 and apart == pytest.approx(1.0, rel=1e-3)  # |Δimage| / |Δz| = 1
+
+
 def test_bad_prior_configs_are_config_errors():
     with pytest.raises(ConfigError):
         PriorConfig(channels=0)
     with pytest.raises(ConfigError):
         PriorConfig(lr=0.0)
+    with pytest.raises(ConfigError, match="mode_seeking"):
+        PriorConfig(mode_seeking=-1.0)
 
 
 # ------------------------------------------------------------------ latents (GLaD / H-PD)

@@ -147,7 +147,8 @@ class MatchingObjective:
     """DC's or DM's objective: one outer iteration (DC) or step (DM) on a fresh network per call,
     against real images in the normalised space."""
 
-    transform = None
+    transform = None  # images stay in the normalised space
+    zca = None
 
     def __init__(self, cfg: LatentConfig, real: LabeledData, ipc: int, ctx: RunContext, dsa: DSA | None,
                  labels: Tensor, chunk: int | None):

@@ -84,8 +84,8 @@ class PriorConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"prior.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.r1_gamma < 0 or self.mapping_lr_mult <= 0 or self.mode_seeking < 0:
-            raise ConfigError("prior.lr and prior.mapping_lr_mult must be > 0, prior.r1_gamma and "
-                              "prior.mode_seeking >= 0")
+            raise ConfigError(f"prior.lr ({self.lr}) and prior.mapping_lr_mult ({self.mapping_lr_mult}) must be > 0, "
+                              f"prior.r1_gamma ({self.r1_gamma}) and prior.mode_seeking ({self.mode_seeking}) >= 0")
 
 
 class ModulatedConv(nn.Module):
