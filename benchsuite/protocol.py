@@ -93,11 +93,23 @@ class Protocol:
 
     @property
     def hash(self) -> str:
-        """Hash of every field that changes results (not the description or file path)."""
+        """Hash of every field that can change a record's result, and of nothing else.
+
+        That is the name, the budget, the evaluation recipe, the train-set cap and the
+        distillation architecture. The grid axes (datasets, IPCs, seeds, and the evaluation
+        architectures after the first) only choose which cells run: a record depends on its own
+        cell alone, so narrowing the grid (``--ipc 1``) or widening it (``--archs
+        convnet,resnet18``) keeps the hash. Records from such runs rank together, and saved
+        distilled sets are reused instead of being distilled again.
+        """
+        return digest(self.results_fields())
+
+    def results_fields(self) -> dict[str, Any]:
         d = self.as_dict()
-        d.pop("description")
-        blob = json.dumps(d, sort_keys=True, default=list).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        for grid_axis in ("description", "datasets", "ipcs", "seeds", "archs"):
+            d.pop(grid_axis)
+        d["distill_arch"] = self.distill_arch
+        return d
 
     def with_overrides(self, **changes: Any) -> "Protocol":
         """A copy with grid axes narrowed (``--datasets`` etc.); ``eval`` takes a dict of recipe fields."""
@@ -111,6 +123,11 @@ class Protocol:
             if key in clean:
                 clean[key] = tuple(int(v) for v in clean[key])
         return dataclasses.replace(self, **clean)
+
+
+def digest(fields: dict[str, Any]) -> str:
+    blob = json.dumps(fields, sort_keys=True, default=list).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def _replace_checked(obj: Any, values: dict[str, Any], where: str) -> Any:

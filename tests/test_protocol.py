@@ -35,6 +35,17 @@ def test_hash_changes_with_results_relevant_fields_only():
     assert dataclasses.replace(p, description="other words").hash == p.hash
 
 
+def test_hash_ignores_the_grid_but_not_the_distillation_arch():
+    p = load_protocol("quick")
+    # Narrowing or widening the grid selects cells; each record's result is unchanged.
+    assert p.with_overrides(ipcs=[1]).hash == p.hash
+    assert p.with_overrides(seeds=[0, 1], datasets=["cifar10"]).hash == p.hash
+    assert p.with_overrides(archs=["convnet", "resnet18", "vgg11"]).hash == p.hash
+    # The first arch distills, so swapping it changes every synthetic set.
+    assert p.with_overrides(archs=["resnet18", "convnet"]).hash != p.hash
+    assert p.with_overrides(eval={"models": "1"}).hash != p.hash
+
+
 def test_unknown_protocol_and_bad_keys_are_clear(tmp_path):
     with pytest.raises(UnknownNameError, match="Did you mean 'quick'"):
         load_protocol("quik")

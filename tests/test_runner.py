@@ -81,6 +81,21 @@ def test_rerun_skips_done_cells_and_force_reruns(tmp_path):
     assert len(read_records(tmp_path / "results")) == 4
 
 
+def test_adding_an_eval_arch_reuses_the_saved_sets_and_evaluates_only_the_new_arch(tmp_path):
+    _runner(tmp_path).run(["herding"])
+    protocol = load_protocol("smoke").with_overrides(eval={"epochs": 2}, archs=["convnet-w32", "mlp"])
+    options = RunOptions(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True,
+                         allow_download=False)
+    wider = Runner(get_plugin_manager(entry_points=False), protocol, options).run(["herding"])
+    assert wider.ok_records == 2 and wider.skipped == 0
+    records = read_records(tmp_path / "results")
+    new = [r for r in records if r["arch"] == "mlp"]
+    assert len(records) == 4 and len(new) == 2
+    assert all(r["reused_artifact"] for r in new)
+    assert len({r["protocol_hash"] for r in records}) == 1
+    assert len(list((tmp_path / "results" / "artifacts").iterdir())) == 1
+
+
 def test_failing_cell_becomes_error_record_and_sweep_goes_on(tmp_path):
     (tmp_path / "plug").mkdir()
     (tmp_path / "plug" / "exploding.py").write_text(FAILING_PLUGIN)
