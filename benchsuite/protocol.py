@@ -106,9 +106,10 @@ class Protocol:
 
     def results_fields(self) -> dict[str, Any]:
         d = self.as_dict()
-        for grid_axis in ("description", "datasets", "ipcs", "seeds", "archs"):
+        d.pop("description")  # words, not a setting
+        for grid_axis in ("datasets", "ipcs", "seeds", "archs"):
             d.pop(grid_axis)
-        d["distill_arch"] = self.distill_arch
+        d["distill_arch"] = self.distill_arch  # the one arch that shapes every synthetic set
         return d
 
     def with_overrides(self, **changes: Any) -> "Protocol":
