@@ -32,6 +32,8 @@ def rekey(results: Path) -> None:
         p = load_protocol(name)
         renames[old_hash(p)] = (p.name, p.hash)
     path = results / "records.jsonl"
+    if not path.exists():
+        raise SystemExit(f"no {path}; pass the results folder that holds records.jsonl (default: results)")
     lines = path.read_text(encoding="utf-8").splitlines()
     changed = 0
     out = []
