@@ -44,8 +44,19 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             "division": r.get("division"),
             "error": (r.get("error") or {}).get("message"),
             "device": (r.get("machine") or {}).get("device"),
+            "machine": machine_label(r.get("machine")),
         })
     return pd.DataFrame(rows)
+
+
+def machine_label(machine: dict[str, Any] | None) -> str:
+    """A short name for the machine a record ran on: accuracies move a little between devices and
+    torch builds, and times move a lot, so the tables say where each cell came from."""
+    if not machine:
+        return "unknown machine"
+    device = machine.get("device", "?")
+    where = f"{device}, {machine['cpu_count']} cores" if device == "cpu" and machine.get("cpu_count") else device
+    return f"{machine.get('device_name') or '?'} ({where}, torch {machine.get('torch', '?')})"
 
 
 def _pool(values: pd.Series) -> tuple[float, float, int]:
@@ -63,7 +74,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "acc_mean",
                                      "acc_std", "n", "seeds", "distill_seconds", "distill_peak_memory_bytes",
-                                     "eval_seconds", "storage_bytes", "division", "test_set"])
+                                     "eval_seconds", "storage_bytes", "division", "test_set", "machine"])
     keys = ["protocol", "protocol_hash", "dataset", "ipc", "arch", "method"]
     out = []
     for key, g in ok.groupby(keys, sort=True, dropna=False):
@@ -76,6 +87,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "storage_bytes": _mean(g["storage_bytes"]),
             "division": g["division"].iloc[0],
             "test_set": g["test_set"].iloc[0],
+            "machine": "; ".join(sorted(set(g["machine"].dropna()))),
         })
     summary = pd.DataFrame(out)
     summary["rank"] = (
@@ -116,6 +128,10 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
         test_sets = sorted({t for t in ps["test_set"].dropna().unique() if t and t != "official"})
         if test_sets:
             lines += [f"Test sets: {'; '.join(test_sets)}.", ""]
+        usual, mark = _machine_marks(ps)
+        if len(ps["machine"].unique()) > 1:
+            others = sorted(set(ps["machine"]) - {usual})
+            lines += [f"Machines: most cells ran on {usual}; cells marked † ran on {'; '.join(others)}.", ""]
         divisions = sorted(ps["division"].dropna().unique())
         lines += [f"Division: {', '.join(divisions)}. Accuracy: final-epoch test accuracy (%), mean ± std "
                   "over all evaluation models of all seeds (n). Rank within each column.", ""]
@@ -135,7 +151,7 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
                     row[f"{d} IPC {i}"] = "-"
                     continue
                 h = hit.iloc[0]
-                cell = f"{h.acc_mean:.2f} ± {h.acc_std:.2f} (n={h.n})"
+                cell = f"{h.acc_mean:.2f} ± {h.acc_std:.2f} (n={h.n}){mark(h)}"
                 row[f"{d} IPC {i}"] = cell if bound else f"{cell} #{h['rank']}"
                 if not bound:
                     ranks.append(h["rank"])
@@ -154,7 +170,7 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
             eff.append({"method": h.method, "dataset": h.dataset, "IPC": h.ipc,
                         "distill time": _fmt_secs(h.distill_seconds),
                         "distill peak memory": _fmt_bytes(h.distill_peak_memory_bytes),
-                        "storage": _fmt_bytes(h.storage_bytes), "eval time": _fmt_secs(h.eval_seconds)})
+                        "storage": _fmt_bytes(h.storage_bytes), "eval time": _fmt_secs(h.eval_seconds) + mark(h)})
         lines += ["### Efficiency", "", tabulate(eff, headers="keys", tablefmt="github"), ""]
 
         other_archs = sorted(set(ps["arch"]) - {main_arch})
@@ -164,11 +180,18 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
                 row = {"method": method, "dataset": d, "IPC": i}
                 for a in [main_arch, *other_archs]:
                     hit = g[g["arch"] == a]
-                    row[a] = f"{hit.iloc[0].acc_mean:.2f} ± {hit.iloc[0].acc_std:.2f}" if not hit.empty else "-"
+                    h = hit.iloc[0] if not hit.empty else None
+                    row[a] = f"{h.acc_mean:.2f} ± {h.acc_std:.2f}{mark(h)}" if h is not None else "-"
                 cross.append(row)
             lines += ["### Cross-architecture transfer", "", tabulate(cross, headers="keys", tablefmt="github"), ""]
         sections.append("\n".join(lines))
     return sections
+
+
+def _machine_marks(ps: pd.DataFrame) -> tuple[str, Any]:
+    """The machine most of a protocol's cells ran on, and a function that marks a cell from another."""
+    usual = ps["machine"].value_counts().idxmax() if not ps.empty else ""
+    return usual, lambda h: "" if h["machine"] == usual else " †"
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None) -> tuple[Path, Path, pd.DataFrame]:
