@@ -27,8 +27,8 @@ from torch import Tensor
 import benchsuite
 from benchsuite.errors import ConfigError
 from benchsuite.ops.matching import METRICS, LossMonitor, forward_chunk, make_augment, published_dsa_strategy
-# The per-step objective lives in ops so GLaD and H-PD reuse it; the names stay importable from here.
-from benchsuite.ops.objectives import dc_outer_step, freeze_bn_statistics, match_step  # noqa: F401
+# The per-step objective lives in ops so GLaD and H-PD reuse it.
+from benchsuite.ops.objectives import dc_outer_step
 from benchsuite.ops.sampling import INITS, learnable_synthetic
 
 # Source of the `paper` values: METHODS.md §2.3-2.4, read in the official repository

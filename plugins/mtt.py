@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 
 import benchsuite
 from benchsuite.errors import ConfigError

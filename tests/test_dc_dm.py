@@ -21,6 +21,7 @@ from benchsuite.ops.matching import (
     mean_embedding_distance,
     siamese_per_class,
 )
+from benchsuite.ops.objectives import freeze_bn_statistics, match_step
 from benchsuite.ops.sampling import class_batch_indices, init_synthetic, sample_classes
 from benchsuite.protocol import load_protocol
 
@@ -154,9 +155,9 @@ def test_one_dc_update_lowers_gradient_distance(mods, net_and_data, synthetic):
     params = matched_parameters(net, cfg.dis_metric)
     for dsa in (None, DSA(synthetic.spec.dsa_strategy)):
         # The same generator seed draws the same real batches (and the same DSA parameters).
-        before = dc.match_step(net, params, syn, torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum_img),
+        before = match_step(net, params, syn, torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum_img),
                                real, 2, cfg, dsa, torch.Generator().manual_seed(11), 16)
-        after = dc.match_step(net, params, syn, torch.optim.SGD([syn], lr=0.0),
+        after = match_step(net, params, syn, torch.optim.SGD([syn], lr=0.0),
                               real, 2, cfg, dsa, torch.Generator().manual_seed(11), 16)
         assert after.item() < before.item()
 
@@ -195,7 +196,7 @@ def test_batchnorm_network_runs_with_frozen_real_statistics(mods, make_ctx, synt
     ctx = make_ctx(4)
     real = synthetic.train
     net = ctx.model("convnet-bn")
-    dc.freeze_bn_statistics(net, real, 4, ctx.generator)
+    freeze_bn_statistics(net, real, 4, ctx.generator)
     bn = net.features.norm1
     assert not bn.training
     assert torch.isfinite(bn.running_mean).all() and bn.running_mean.abs().sum() > 0

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchsuite.api import SyntheticSet
 from benchsuite.plugins import get_plugin_manager

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from benchsuite.api import LabeledData, SyntheticSet
+from benchsuite.api import SyntheticSet
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.evaluate import eval_space_testset
 from benchsuite.ops.difficulty import DifficultySchedule, easy_to_hard, el2n

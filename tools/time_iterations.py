@@ -4,7 +4,7 @@ distill with `iterations` overridden and divide. README "Planning CIFAR-10" came
     BENCHSUITE_DATA=../shared/data python tools/time_iterations.py dm:3 dc:1
 """
 import os
-import sys, time, json, torch
+import sys, json, torch
 from pathlib import Path
 from benchsuite.plugins import get_plugin_manager
 from benchsuite.data import DataSources, builtin_entry, load_dataset

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from torch import Tensor, nn
+from torch import nn
 
 from benchsuite.archs.base import EmbeddingClassifier
 from benchsuite.archs.norms import ACTS, NORMS, POOLS, check_size, conv_out, make_act, make_norm, make_pool

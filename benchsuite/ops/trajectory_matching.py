@@ -195,11 +195,13 @@ def load_experts(ctx: RunContext, data: LabeledData, arch: str | None, *, count:
             raise ConfigError("a difficulty schedule needs the easy-to-hard order of the samples")
         memo: list[list[Tensor]] = []
 
-        def visible(epoch: int) -> Tensor:
+        def scheduled(epoch: int) -> Tensor:
+            # The order is computed only when an expert is actually trained (not on a cache hit).
             if not memo:
                 memo.append(order())
             return schedule.visible(memo[0], epoch)
 
+        visible = scheduled
     trajectories = store.ensure(count, lambda g: ctx.model(arch, g), data, augment, visible, ctx.progress)
     return store, trajectories
 
