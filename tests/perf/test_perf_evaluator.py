@@ -14,9 +14,9 @@ from benchsuite.archs.convnet import ConvNet
 from benchsuite.evaluate import test_accuracy as suite_test_accuracy, train_model
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import forward_chunk
-from benchsuite.api import LabeledData
 
 from official_style_loop import official_style_test, official_style_train
+from perf_data import fashionmnist
 
 pytestmark = pytest.mark.perf
 
@@ -25,17 +25,7 @@ EPOCHS = 30  # per benchmark round; the protocol's 300 epochs scale linearly
 
 @pytest.fixture(scope="module")
 def fmnist(tmp_path_factory):
-    from conftest import SHARED_DATA
-    from benchsuite.data import DataSources, builtin_entry, load_dataset
-
-    if not (SHARED_DATA / "fashion_mnist").exists():
-        g = torch.Generator().manual_seed(0)
-        train = LabeledData(torch.randn(1000, 1, 28, 28, generator=g), torch.arange(1000) % 10, 10)
-        test = LabeledData(torch.randn(10000, 1, 28, 28, generator=g), torch.arange(10000) % 10, 10)
-        return train, test
-    d = load_dataset(builtin_entry("fashionmnist"), DataSources(root=SHARED_DATA, allow_download=False),
-                     tmp_path_factory.mktemp("cache"), torch.device("cpu"))
-    return d.train, d.test
+    return fashionmnist(tmp_path_factory.mktemp("cache"), fallback_train=1000, fallback_test=10000)
 
 
 def _subset(train, ipc):

@@ -25,6 +25,7 @@ from benchsuite.modeling import model_factory
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import forward_chunk
 from benchsuite.plugins import get_plugin_manager
+from perf_data import fashionmnist
 
 pytestmark = pytest.mark.perf
 
@@ -37,16 +38,10 @@ _MEDIANS: dict[tuple[str, str], float] = {}
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from conftest import SHARED_DATA
-    from benchsuite.data import DataSources, builtin_entry, load_dataset
+    from benchsuite.data import builtin_entry
 
     entry = builtin_entry("fashionmnist")
-    if (SHARED_DATA / "fashion_mnist").exists():
-        train = load_dataset(entry, DataSources(root=SHARED_DATA, allow_download=False),
-                             tmp_path_factory.mktemp("cache"), torch.device("cpu")).train
-    else:  # timings depend on shapes, not values
-        g = torch.Generator().manual_seed(0)
-        train = LabeledData(torch.randn(2560, 1, 28, 28, generator=g), torch.arange(2560) % 10, 10)
+    train, _ = fashionmnist(tmp_path_factory.mktemp("cache"), fallback_train=2560)
     pm = get_plugin_manager(entry_points=False)
     modules = {name: sys.modules[pm.methods.get(name).__module__] for name in ("dm", "dc", "dsa")}
     make = model_factory(pm.archs, entry.spec)

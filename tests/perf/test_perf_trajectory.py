@@ -12,29 +12,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchsuite.api import LabeledData
 from benchsuite.measure import _rss_bytes, measure
 from benchsuite.modeling import model_factory
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.experts import train_epochs
 from benchsuite.ops.trajectory import FunctionalStudent, ParamLayout, plan_steps, unroll_backward
 from benchsuite.plugins import get_plugin_manager
+from perf_data import fashionmnist
 
 pytestmark = pytest.mark.perf
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from conftest import SHARED_DATA
-    from benchsuite.data import DataSources, builtin_entry, load_dataset
+    from benchsuite.data import builtin_entry
 
     entry = builtin_entry("fashionmnist")
-    if (SHARED_DATA / "fashion_mnist").exists():
-        train = load_dataset(entry, DataSources(root=SHARED_DATA, allow_download=False),
-                             tmp_path_factory.mktemp("cache"), torch.device("cpu")).train
-    else:  # timings depend on shapes, not values
-        g = torch.Generator().manual_seed(0)
-        train = LabeledData(torch.randn(5000, 1, 28, 28, generator=g), torch.arange(5000) % 10, 10)
+    train, _ = fashionmnist(tmp_path_factory.mktemp("cache"), fallback_train=5000)
     pm = get_plugin_manager(entry_points=False)
     make = model_factory(pm.archs, entry.spec)
     threads = torch.get_num_threads()
