@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from tabulate import tabulate
@@ -43,7 +43,6 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             "storage_bytes": r.get("storage_bytes"),
             "division": r.get("division"),
             "error": (r.get("error") or {}).get("message"),
-            "device": (r.get("machine") or {}).get("device"),
             "machine": machine_label(r.get("machine")),
         })
     return pd.DataFrame(rows)
@@ -188,7 +187,7 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
     return sections
 
 
-def _machine_marks(ps: pd.DataFrame) -> tuple[str, Any]:
+def _machine_marks(ps: pd.DataFrame) -> tuple[str, Callable[[pd.Series], str]]:
     """The machine most of a protocol's cells ran on, and a function that marks a cell from another."""
     usual = ps["machine"].value_counts().idxmax() if not ps.empty else ""
     return usual, lambda h: "" if h["machine"] == usual else " †"
