@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -78,6 +79,35 @@ def git_commit() -> str | None:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+SOURCE_SUFFIXES = (".py", ".toml")
+
+
+def source_digest(roots: Iterable[Path]) -> str:
+    """SHA-256 (16 hex digits) of the ``.py``/``.toml`` files under ``roots``, by their path
+    relative to each root's parent and their bytes; caches and compiled files do not count."""
+    h = hashlib.sha256()
+    for root in roots:
+        files = sorted(p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()
+                       and "__pycache__" not in p.parts and "_bundled" not in p.relative_to(root).parts)
+        for path in files:
+            h.update(path.relative_to(root.parent).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The digest of the suite's own code: the package and its bundled method folders.
+
+    It names the code a record came from where ``git`` cannot: an installed wheel has no
+    repository, and a copied tree can carry git metadata of another commit. The bundled folders
+    are hashed under their own names (``plugins/``, ``baselines/``), so a wheel and a checkout of
+    the same code agree.
+    """
+    from benchsuite.plugins import bundled_plugin_dirs  # plugins imports nothing from records
+
+    return source_digest([Path(__file__).resolve().parent, *bundled_plugin_dirs()])
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

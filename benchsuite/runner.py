@@ -31,6 +31,7 @@ from benchsuite.protocol import Protocol
 from benchsuite.records import (
     SCHEMA_VERSION,
     append_record,
+    code_digest,
     git_commit,
     latest_records,
     machine_info,
@@ -337,6 +338,7 @@ class Runner:
             "seed": cell.seed,
             "machine": machine_info(self.device),
             "commit": git_commit(),
+            "code_digest": code_digest(),
             "started_at": now_iso(),
         }
 

@@ -21,7 +21,8 @@ from benchsuite.runner import Cell, RunOptions, Runner, plan
 
 REQUIRED = {"schema_version", "status", "protocol", "protocol_hash", "method", "method_version", "method_config",
             "dataset", "ipc", "arch", "seed", "accuracy", "distill_seconds", "eval_seconds",
-            "distill_peak_memory_bytes", "storage_bytes", "machine", "commit", "test_set", "dataset_provenance"}
+            "distill_peak_memory_bytes", "storage_bytes", "machine", "commit", "code_digest", "test_set",
+            "dataset_provenance"}
 
 FAILING_PLUGIN = textwrap.dedent('''
     from dataclasses import dataclass
