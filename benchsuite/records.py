@@ -15,6 +15,8 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
+from benchsuite.plugins import bundled_plugin_dirs
+
 SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"
 
@@ -105,8 +107,6 @@ def code_digest() -> str:
     are hashed under their own names (``plugins/``, ``baselines/``), so a wheel and a checkout of
     the same code agree.
     """
-    from benchsuite.plugins import bundled_plugin_dirs  # plugins imports nothing from records
-
     return source_digest([Path(__file__).resolve().parent, *bundled_plugin_dirs()])
 
 
