@@ -140,3 +140,32 @@ def test_timm_unknown_name_suggests_close_match() -> None:
     pytest.importorskip("timm")
     with pytest.raises(UnknownNameError, match="resnet18"):
         build_timm("resnet18x", 3, 10, 32)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 4, 7, 9), (2, 3, 32, 32)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_convnet_pooling_is_bitwise_avg_pool2d(shape: tuple[int, ...], channels_last: bool) -> None:
+    """ConvNet's faster 2x2 average pooling must give exactly ``avg_pool2d``'s values, gradients and
+    second derivatives (DC and MTT differentiate through the network twice), so records made
+    before and after it stay comparable bit for bit."""
+    from benchsuite.archs.norms import AvgPool2x2
+
+    pool = ConvNet(3, 10, 32).features.pool1
+    assert isinstance(pool, AvgPool2x2)
+    x = torch.randn(*shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_ref = pool(ours), torch.nn.functional.avg_pool2d(ref, 2, 2)
+    assert torch.equal(y_ours, y_ref)
+    g = torch.randn_like(y_ref)
+    g_ours, g_ref = g.clone().requires_grad_(), g.clone().requires_grad_()
+    (dx_ours,) = torch.autograd.grad(y_ours, ours, g_ours, create_graph=True)
+    (dx_ref,) = torch.autograd.grad(y_ref, ref, g_ref, create_graph=True)
+    assert torch.equal(dx_ours, dx_ref)
+    h = torch.randn_like(dx_ref)
+    (dg_ours,) = torch.autograd.grad((dx_ours * h).sum(), g_ours)
+    (dg_ref,) = torch.autograd.grad((dx_ref * h).sum(), g_ref)
+    assert torch.equal(dg_ours, dg_ref)
+    with torch.no_grad():
+        assert torch.equal(pool(x), y_ref)

@@ -58,9 +58,71 @@ def make_act(kind: str) -> nn.Module:
     raise ConfigError(f"unknown activation {kind!r}; choose one of {list(ACTS)}")
 
 
+def _block_mean(x: Tensor) -> Tensor:
+    """Mean of each 2×2 block (odd trailing rows/columns dropped, as ``avg_pool2d`` does).
+
+    The four strided views are summed in ``avg_pool2d``'s order and scaled by the exact 0.25, so
+    the result is bitwise that of ``avg_pool2d(x, 2, 2)``; it is 3-4× faster on the CPU for NCHW
+    maps (``avg_pool2d``'s kernel there is a scalar loop; README, "Evaluator speed").
+    """
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    return (x[..., 0:h:2, 0:w:2] + x[..., 0:h:2, 1:w:2] + x[..., 1:h:2, 0:w:2]
+            + x[..., 1:h:2, 1:w:2]) * 0.25
+
+
+def _block_spread(g: Tensor, size: tuple[int, int]) -> Tensor:
+    """The adjoint of ``_block_mean``: each value times 0.25 copied over its 2×2 block, zero in
+    the dropped rows/columns of a map of spatial ``size``."""
+    h, w = g.shape[-2], g.shape[-1]
+    lead = g.shape[:-2]
+    quarter = g * 0.25
+    # Two stacks (columns, then rows) copy 3-4x faster on the CPU than one expand over both.
+    rows = torch.stack([quarter, quarter], dim=-1).reshape(*lead, h, 2 * w)
+    out = torch.stack([rows, rows], dim=-2).reshape(*lead, 2 * h, 2 * w)
+    if (2 * h, 2 * w) != tuple(size):
+        out = torch.nn.functional.pad(out, (0, size[1] - 2 * w, 0, size[0] - 2 * h))
+    return out
+
+
+class _BlockMean(torch.autograd.Function):
+    # Autograd through the four slices would allocate and zero four input-sized gradients; this
+    # backward writes one. Each function's derivative is the other, so double backward (DC's and
+    # MTT's matching) stays exact too.
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.size = (x.shape[-2], x.shape[-1])
+        return _block_mean(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        return _BlockSpread.apply(g, ctx.size)
+
+
+class _BlockSpread(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, g: Tensor, size: tuple[int, int]) -> Tensor:  # type: ignore[override]
+        return _block_spread(g, size)
+
+    @staticmethod
+    def backward(ctx, gg: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return _BlockMean.apply(gg), None
+
+
+class AvgPool2x2(nn.AvgPool2d):
+    """``nn.AvgPool2d(2, 2)`` with the same results, computed faster on the CPU (``_block_mean``)."""
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return _BlockMean.apply(x)
+        return _block_mean(x)
+
+
 def make_pool(kind: str) -> nn.Module:
     if kind == "avg":
-        return nn.AvgPool2d(kernel_size=2, stride=2)
+        return AvgPool2x2()
     if kind == "max":
         return nn.MaxPool2d(kernel_size=2, stride=2)
     if kind == "none":

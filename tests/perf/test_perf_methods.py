@@ -25,6 +25,7 @@ from benchsuite.modeling import model_factory
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import forward_chunk
 from benchsuite.plugins import get_plugin_manager
+from official_style_loop import official_style_embed, official_style_twin
 from perf_data import fashionmnist
 
 pytestmark = pytest.mark.perf
@@ -75,7 +76,7 @@ def _official_style_images(train: LabeledData, c: int, n: int, g: torch.Generato
 
 
 def official_style_dm(make, train, syn, opt, dsa, g):
-    net = make("convnet", g)
+    net = official_style_twin(make("convnet", g))
     net.train()
     for p in net.parameters():
         p.requires_grad = False
@@ -84,8 +85,8 @@ def official_style_dm(make, train, syn, opt, dsa, g):
         img_real = _official_style_images(train, c, BATCH_REAL, g)
         img_syn = syn[c * IPC:(c + 1) * IPC].reshape(IPC, *train.image_shape)
         img_real, img_syn = dsa.siamese(img_real, img_syn, generator=g)
-        out_real = net.embed(img_real).detach()
-        out_syn = net.embed(img_syn)
+        out_real = official_style_embed(net, img_real).detach()
+        out_syn = official_style_embed(net, img_syn)
         loss = loss + ((out_real.mean(0) - out_syn.mean(0)) ** 2).sum()
     opt.zero_grad()
     loss.backward()
@@ -104,7 +105,7 @@ def _official_style_distance(gs, gr):
 
 
 def official_style_dc(make, train, syn, opt, dsa, g):
-    net = make("convnet", g)
+    net = official_style_twin(make("convnet", g))
     net.train()
     params = list(net.parameters())
     loss = torch.tensor(0.0)
