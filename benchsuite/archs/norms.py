@@ -109,12 +109,17 @@ class _BlockSpread(torch.autograd.Function):
 
 
 class AvgPool2x2(nn.AvgPool2d):
-    """``nn.AvgPool2d(2, 2)`` with the same results, computed faster on the CPU (``_block_mean``)."""
+    """``nn.AvgPool2d(2, 2)`` with the same results, computed faster on the CPU (``_block_mean``).
+
+    Other devices keep ``avg_pool2d``: on a GPU it is one kernel where the block mean is four.
+    """
 
     def __init__(self) -> None:
         super().__init__(kernel_size=2, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
         if x.requires_grad and torch.is_grad_enabled():
             return _BlockMean.apply(x)
         return _block_mean(x)
