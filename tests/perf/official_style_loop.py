@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader, TensorDataset
 def official_style_convnet(channels: int = 1, num_classes: int = 10, width: int = 128) -> nn.Sequential:
     """The official ConvNet-3 for 28x28 inputs, built from stock torch modules as the official code
     builds it (first conv padded by 3, GroupNorm(C, C), in-place ReLU, ``nn.AvgPool2d(2, 2)``).
-    Its parameters are laid out like the suite's ``ConvNet``, so ``load_state_dict`` across the
-    two maps the same weights (the benchmark checks they compute the same function)."""
+    Its parameters come in the order of the suite's ``ConvNet``, so copying one state dict into
+    the other in order maps the same weights (``official_style_twin``; the benchmark checks the
+    two compute the same function)."""
     layers: list[nn.Module] = []
     in_ch = channels
     for d in range(3):
