@@ -1,0 +1,70 @@
+"""Time one IPC-1 model evaluation in this process: ``python one_model.py suite|official_style CACHE``.
+
+The per-model benchmark runs each side in a process of its own, as a real run would: the suite's
+side tunes the allocator as `benchsuite run` does (``benchsuite/allocator.py``), the official
+side keeps the process as the official code would have it. Both first warm their process the way
+a run's evaluation finds it, after loading data and distilling: 30 epochs of training and one
+test pass, untimed (in a cold process the official-style model takes about 27 s instead of the
+19.5 s ANCHORS.md measured). Prints one JSON line with the seconds of one model (300 epochs with
+DSA, then the test pass) and its accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # perf helpers, and conftest for the data folder
+
+import torch  # noqa: E402
+
+from benchsuite import allocator  # noqa: E402
+from benchsuite.api import SyntheticSet  # noqa: E402
+from benchsuite.archs.convnet import ConvNet  # noqa: E402
+from benchsuite.evaluate import evaluate_synset, test_accuracy, train_model  # noqa: E402
+from benchsuite.ops.dsa import DSA  # noqa: E402
+from benchsuite.protocol import EvalRecipe  # noqa: E402
+from official_style_loop import official_style_test, official_style_train, official_style_twin  # noqa: E402
+from perf_data import fashionmnist  # noqa: E402
+
+STRATEGY = "color_crop_cutout_flip_scale_rotate"
+
+
+def network(impl: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = ConvNet(1, 10, 28)
+    return model if impl == "suite" else official_style_twin(model)
+
+
+def main(impl: str, cache: Path) -> dict:
+    torch.set_num_threads(2)
+    train, test = fashionmnist(cache, fallback_train=1000, fallback_test=10000)
+    idx = torch.cat([ix[:1] for ix in train.class_indices()])
+    x, y = train.images[idx].clone(), train.labels[idx].clone()
+    dsa = DSA(STRATEGY)
+    if impl == "suite":
+        allocator.tune()
+        warm = network("suite")
+        train_model(warm, x, y, epochs=30, lr=0.01, generator=torch.Generator().manual_seed(1), augment=dsa)
+        test_accuracy(warm, test)  # also the one-off compile a run's first model pays
+        t0 = time.perf_counter()
+        result = evaluate_synset(SyntheticSet(x, y), test, arch="convnet",
+                                 make_model=lambda _a, _g: network("suite"), recipe=EvalRecipe(epochs=300, models=1),
+                                 device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                                 dsa_strategy=STRATEGY)
+        accuracy = result.accuracies[0]
+    else:
+        warm = official_style_train(network(impl), x, y, 30, augment=dsa, generator=torch.Generator().manual_seed(1))
+        official_style_test(warm, test.images, test.labels)
+        t0 = time.perf_counter()
+        model = official_style_train(network(impl), x, y, 300, augment=dsa,
+                                     generator=torch.Generator().manual_seed(0))
+        accuracy = official_style_test(model, test.images, test.labels)
+    return {"impl": impl, "seconds": time.perf_counter() - t0, "accuracy": accuracy}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], Path(sys.argv[2]))))
