@@ -133,9 +133,10 @@ def test_ipc1_model_against_official_style(benchmark, fmnist, tmp_path):
 
     def pair():
         for impl in times:
-            out = subprocess.run([sys.executable, str(script), impl, str(tmp_path)], check=True,
-                                 capture_output=True, text=True).stdout
-            result = json.loads(out.strip().splitlines()[-1])
+            proc = subprocess.run([sys.executable, str(script), impl, str(tmp_path)],
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, f"{script.name} {impl} failed:\n{proc.stderr[-3000:]}"
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
             times[impl].append(result["seconds"])
             accuracy[impl] = result["accuracy"]
 
