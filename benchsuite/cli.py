@@ -209,13 +209,11 @@ def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchsuite import allocator
     from benchsuite.progress import say
     from benchsuite.protocol import load_protocol
     from benchsuite.report import write_report
     from benchsuite.runner import RunOptions, Runner, default_cache_dir
 
-    allocator.tune()  # training steps reuse freed memory instead of faulting it in again
     plugins = _plugins(args)
     protocol = load_protocol(args.protocol)
     eval_changes = _key_values(args.eval, "--eval")

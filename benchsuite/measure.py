@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite import allocator
-
 
 def _rss_bytes() -> int:
     """Current resident set size of this process (Linux /proc; falls back to the lifetime peak)."""
@@ -34,8 +32,7 @@ class measure:
 
     On CUDA the peak is ``torch.cuda.max_memory_allocated`` since entry. On the CPU a background
     thread samples the process's resident memory every ``interval`` seconds, because the kernel's
-    lifetime peak (``ru_maxrss``) cannot be reset between cells; the heap's free memory is handed
-    back to the kernel first (``allocator.release``).
+    lifetime peak (``ru_maxrss``) cannot be reset between cells.
     """
 
     def __init__(self, device: torch.device | str = "cpu", interval: float = 0.05) -> None:
@@ -55,8 +52,6 @@ class measure:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            # Memory an earlier, larger block left in a tuned heap would count as this block's.
-            allocator.release()
             self._peak = _rss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()

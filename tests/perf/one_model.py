@@ -1,11 +1,9 @@
 """Time one IPC-1 model evaluation in this process: ``python one_model.py suite|official_style CACHE``.
 
-The per-model benchmark runs each side in a process of its own, as a real run would: the suite's
-side tunes the allocator as `benchsuite run` does (``benchsuite/allocator.py``), the official
-side keeps the process as the official code would have it. Both first warm their process the way
-a run's evaluation finds it, after loading data and distilling: 30 epochs of training and one
-test pass, untimed (in a cold process the official-style model takes about 27 s instead of the
-19.5 s ANCHORS.md measured). Prints one JSON line with the seconds of one model (300 epochs with
+The per-model benchmark runs each side in a process of its own, as a real run would. Both first
+warm their process the way a run's evaluation finds it, after loading data and distilling: 30
+epochs of training and one test pass, untimed (in a cold process the official-style model takes
+about 27 s instead of the 19.5 s ANCHORS.md measured). Prints one JSON line with the seconds of one model (300 epochs with
 DSA, then the test pass) and its accuracy.
 """
 
@@ -21,7 +19,6 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # perf helpers, and conftest for t
 
 import torch  # noqa: E402
 
-from benchsuite import allocator  # noqa: E402
 from benchsuite.api import SyntheticSet  # noqa: E402
 from benchsuite.archs.convnet import ConvNet  # noqa: E402
 from benchsuite.evaluate import evaluate_synset, test_accuracy, train_model  # noqa: E402
@@ -46,7 +43,6 @@ def main(impl: str, cache: Path) -> dict:
     x, y = train.images[idx].clone(), train.labels[idx].clone()
     dsa = DSA(STRATEGY)
     if impl == "suite":
-        allocator.tune()
         warm = network("suite")
         train_model(warm, x, y, epochs=30, lr=0.01, generator=torch.Generator().manual_seed(1), augment=dsa)
         test_accuracy(warm, test)  # also the one-off compile a run's first model pays

@@ -123,9 +123,8 @@ def test_pool_forward_backward(benchmark, impl):
 def test_ipc1_model_against_official_style(benchmark, fmnist, tmp_path):
     """The issue's quantity itself: one IPC-1 model at the protocol's 300 epochs with DSA, then the
     10,000-image test pass, through the suite's ``evaluate_synset`` and through the official-style
-    loop. Each side runs in a fresh process of its own (``one_model.py``), as a real run would (the
-    suite's tunes the allocator as `benchsuite run` does), alternating so both see the same
-    machine. The ratio of the minima is in ``extra_info`` (and printed with ``-s``); the
+    loop. Each side runs in a fresh process of its own (``one_model.py``), as a real run would,
+    alternating so both see the same machine. The ratio of the minima is in ``extra_info`` (and printed with ``-s``); the
     benchmark's own time is one pair, process start-up included."""
     script = Path(__file__).with_name("one_model.py")
     times: dict[str, list[float]] = {"suite": [], "official_style": []}
