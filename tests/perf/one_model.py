@@ -3,8 +3,10 @@
 The per-model benchmark runs each side in a process of its own, as a real run would. Both first
 warm their process the way a run's evaluation finds it, after loading data and distilling: 30
 epochs of training and one test pass, untimed (in a cold process the official-style model takes
-about 27 s instead of the 19.5 s ANCHORS.md measured). Prints one JSON line with the seconds of one model (300 epochs with
-DSA, then the test pass) and its accuracy.
+about 27 s instead of the 19.5 s ANCHORS.md measured). Prints one JSON line with the seconds of
+one model (300 epochs with DSA, then the test pass) and its accuracy.
+
+``network`` and ``first_per_class`` are shared with the in-process benchmarks.
 """
 
 from __future__ import annotations
@@ -31,16 +33,23 @@ STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
 def network(impl: str) -> torch.nn.Module:
+    """A fresh ConvNet-3 for 28x28 inputs: the suite's, or the official code's stock modules
+    holding the same initial weights."""
     torch.manual_seed(0)
     model = ConvNet(1, 10, 28)
     return model if impl == "suite" else official_style_twin(model)
 
 
+def first_per_class(train, ipc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``ipc`` training images of each class and their labels: a real-image set."""
+    idx = torch.cat([ix[:ipc] for ix in train.class_indices()])
+    return train.images[idx].clone(), train.labels[idx].clone()
+
+
 def main(impl: str, cache: Path) -> dict:
     torch.set_num_threads(2)
     train, test = fashionmnist(cache, fallback_train=1000, fallback_test=10000)
-    idx = torch.cat([ix[:1] for ix in train.class_indices()])
-    x, y = train.images[idx].clone(), train.labels[idx].clone()
+    x, y = first_per_class(train, 1)
     dsa = DSA(STRATEGY)
     if impl == "suite":
         warm = network("suite")

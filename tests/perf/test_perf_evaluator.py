@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchsuite.archs.convnet import ConvNet
 from benchsuite.evaluate import test_accuracy as suite_test_accuracy, train_model
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import forward_chunk
 
-from official_style_loop import official_style_embed, official_style_test, official_style_train, official_style_twin
+from official_style_loop import official_style_embed, official_style_test, official_style_train
+from one_model import first_per_class, network
 from perf_data import fashionmnist
 
 pytestmark = pytest.mark.perf
@@ -35,37 +35,24 @@ def fmnist(tmp_path_factory):
     return fashionmnist(tmp_path_factory.mktemp("cache"), fallback_train=1000, fallback_test=10000)
 
 
-def _network(impl):
-    """A fresh ConvNet-3 for 28x28 inputs: the suite's, or the official code's stock modules
-    holding the same initial weights."""
-    torch.manual_seed(0)
-    model = ConvNet(1, 10, 28)
-    return model if impl == "suite" else official_style_twin(model)
-
-
 def test_official_style_network_is_the_suites_function():
-    suite, official = _network("suite").eval(), _network("official_style").eval()
+    suite, official = network("suite").eval(), network("official_style").eval()
     x = torch.randn(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(suite(x), official(x))
         assert torch.equal(suite.embed(x), official_style_embed(official, x))
 
 
-def _subset(train, ipc):
-    idx = torch.cat([ix[:ipc] for ix in train.class_indices()])
-    return train.images[idx].clone(), train.labels[idx].clone()
-
-
 @pytest.mark.parametrize("ipc", [1, 10])
 @pytest.mark.parametrize("impl", ["suite", "official_style"])
 def test_train(benchmark, fmnist, ipc, impl):
-    x, y = _subset(fmnist[0], ipc)
+    x, y = first_per_class(fmnist[0], ipc)
     dsa = DSA("color_crop_cutout_flip_scale_rotate")
     g = torch.Generator().manual_seed(0)
     benchmark.extra_info.update(epochs=EPOCHS, ipc=ipc, impl=impl)
 
     def run():
-        model = _network(impl)
+        model = network(impl)
         if impl == "suite":
             # as evaluate_synset calls it: minibatch gradients accumulated over 16-image chunks
             train_model(model, x, y, epochs=EPOCHS, lr=0.01, generator=g, augment=dsa,
@@ -80,7 +67,7 @@ def test_train(benchmark, fmnist, ipc, impl):
 @pytest.mark.parametrize("impl", ["suite", "official_style"])
 def test_test_pass(benchmark, fmnist, impl):
     test = fmnist[1]
-    model = _network(impl)
+    model = network(impl)
     benchmark.extra_info.update(images=len(test), impl=impl)
     if impl == "suite":
         # The warm-up round pays the one-off compile of the test pass (about 10 s per process and
