@@ -20,14 +20,12 @@ from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import forward_chunk
 
 from official_style_loop import official_style_embed, official_style_test, official_style_train
-from one_model import first_per_class, network
+from one_model import ANCHORS_IPC1_MODEL_S, first_per_class, network
 from perf_data import fashionmnist
 
 pytestmark = pytest.mark.perf
 
 EPOCHS = 30  # per benchmark round; the protocol's 300 epochs scale linearly
-# ANCHORS.md: the official evaluate_synset per IPC-1 model, 300 epochs with DSA (7.5 s) + test (12.0 s)
-ANCHORS_IPC1_MODEL_S = 7.5 + 12.0
 
 
 @pytest.fixture(scope="module")
