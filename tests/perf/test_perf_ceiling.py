@@ -25,7 +25,8 @@ from torch import nn
 from benchsuite.ops.matching import forward_chunk
 
 from conv_work import layer_work
-from one_model import ANCHORS_IPC1_MODEL_S, network
+from one_model import ANCHORS_IPC1_MODEL_S, network, warm_suite_process
+from perf_data import fashionmnist
 
 TRAIN_BATCH = 10  # IPC 1 of 10 classes: each step is the whole set
 TRAIN_STEPS = 300  # the quick protocol's epochs, one step each
@@ -57,10 +58,13 @@ def _min_seconds(fn: Callable[[], object], rounds: int) -> float:
 
 
 @pytest.mark.perf
-def test_convolution_floor_of_one_ipc1_model(benchmark):
+def test_convolution_floor_of_one_ipc1_model(benchmark, tmp_path):
     """Benchmarks the convolutions of one training step (forward, weight and input gradients, as
     the evaluator trains); times those of one test chunk alongside; prints what 300 steps and
-    10,000 test images of convolution alone take, against half of ANCHORS.md's model."""
+    10,000 test images of convolution alone take, against half of ANCHORS.md's model. The
+    process is first warmed as a run's evaluation finds it (``warm_suite_process``): cold, fresh
+    output pages make the first conv several times slower."""
+    warm_suite_process(*fashionmnist(tmp_path, fallback_train=1000, fallback_test=10000))
     model = network("suite").train()
     train_work = [w for w in layer_work(model, torch.zeros(TRAIN_BATCH, 1, 28, 28)) if isinstance(w.module, nn.Conv2d)]
     train_in = [torch.randn(w.input_shape, requires_grad=not w.takes_network_input) for w in train_work]
