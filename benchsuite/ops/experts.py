@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchsuite import atomic
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.dsa import DSA
@@ -158,9 +158,7 @@ class ExpertStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         spec_path = self.dir / "spec.json"
         if not spec_path.exists():
-            tmp = spec_path.with_name(f"spec.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.spec.as_dict(), indent=1, sort_keys=True, default=str))
-            tmp.replace(spec_path)
+            atomic.write_text(spec_path, json.dumps(self.spec.as_dict(), indent=1, sort_keys=True, default=str))
 
     def load(self, index: int) -> Tensor | None:
         """Expert ``index`` if a complete, valid file exists; a bad file is deleted (``None``)."""
@@ -188,11 +186,10 @@ class ExpertStore:
     def save(self, index: int, trajectory: Tensor, train_seconds: float) -> None:
         self._write_spec()
         path = self.path(index)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({"format": FORMAT_VERSION, "key": self.spec.key, "index": index,
-                    "trajectory": trajectory.contiguous(), "train_seconds": float(train_seconds),
-                    "complete": True}, tmp)
-        tmp.replace(path)  # atomic: a reader sees the old state or the whole file
+        # atomic: a reader sees the old state or the whole file
+        atomic.torch_save({"format": FORMAT_VERSION, "key": self.spec.key, "index": index,
+                           "trajectory": trajectory.contiguous(), "train_seconds": float(train_seconds),
+                           "complete": True}, path)
         self._memory[index] = trajectory
 
     def ensure(self, count: int, make_model: Callable[[torch.Generator], nn.Module], data: LabeledData,

@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -41,8 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchsuite import atomic
+from benchsuite.atomic import load_failure
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
+
+log = logging.getLogger("benchsuite")
 
 __all__ = ["PriorConfig", "StyleGenerator", "ProjectionDiscriminator", "synthesis_sizes", "train_prior", "mode_seeking_loss",
            "PriorStore", "Prior"]
@@ -310,6 +315,32 @@ def train_prior(real: LabeledData, cfg: PriorConfig, generator: torch.Generator,
     return G_ema
 
 
+#: The ``format`` field of a prior file; files written before it existed carry none.
+PRIOR_FORMAT = 1
+_PRIOR_FIELDS = {"config": dict, "num_classes": int, "image_shape": list, "state": dict}
+
+
+def read_prior_file(path: Path) -> dict:
+    """A prior file's payload, loaded with ``weights_only=True``: a file that is not a prior (or
+    whose pickle would build arbitrary objects, i.e. run code) is refused with :class:`MethodError`,
+    never executed."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable, truncated, or a pickle of arbitrary objects
+        raise MethodError(f"{path} is not a generative prior written by benchsuite ({load_failure(exc)}). "
+                          "Delete it to retrain, or pass a prior written by benchsuite") from None
+    problems = [] if isinstance(payload, dict) else [f"a {type(payload).__name__}, not a dict"]
+    if not problems:
+        problems = [f"{k!r} missing or not a {t.__name__}" for k, t in _PRIOR_FIELDS.items()
+                    if not isinstance(payload.get(k), t)]
+    if not problems and not all(isinstance(v, Tensor) for v in payload["state"].values()):
+        problems.append("'state' holds values that are not tensors")
+    if problems:
+        raise MethodError(f"{path} is not a generative prior written by benchsuite: {'; '.join(problems)}. "
+                          "Delete it to retrain, or pass a prior written by benchsuite")
+    return payload
+
+
 @dataclass
 class Prior:
     """A trained generator with where it came from."""
@@ -348,34 +379,39 @@ class PriorStore:
         path = Path(path) if path is not None else self.path
         if not path.exists():
             return None
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-            cfg = PriorConfig(**payload["config"])
-            G = StyleGenerator(cfg, payload["num_classes"], tuple(payload["image_shape"]), torch.Generator())
-            G.load_state_dict(payload["state"])
-        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
-            raise MethodError(f"cannot load the generative prior {path}: {type(exc).__name__}: {exc}. "
-                              "Delete it to retrain, or pass a checkpoint written by benchsuite") from exc
+        payload = read_prior_file(path)
         if tuple(payload["image_shape"]) != tuple(self.real.image_shape) or payload["num_classes"] != self.real.num_classes:
             raise MethodError(f"the generative prior {path} makes {payload['num_classes']} classes of "
                               f"{payload['image_shape']} images; this dataset has {self.real.num_classes} of "
                               f"{list(self.real.image_shape)}")
+        try:
+            cfg = PriorConfig(**payload["config"])
+            G = StyleGenerator(cfg, payload["num_classes"], tuple(payload["image_shape"]), torch.Generator())
+            G.load_state_dict(payload["state"])
+        except Exception as exc:  # noqa: BLE001 - weights of another generator layout
+            raise MethodError(f"the generative prior {path} does not fit the suite's generator: "
+                              f"{type(exc).__name__}: {exc}. Delete it to retrain, or pass a prior written by "
+                              "benchsuite") from exc
         G = G.to(self.real.device).eval().requires_grad_(False)
-        return Prior(G, path, payload.get("key", "user"), float(payload.get("train_seconds", 0.0)),
+        return Prior(G, path, str(payload.get("key", "user")), float(payload.get("train_seconds", 0.0)),
                      sum(p.numel() for p in G.parameters()))
 
     def save(self, G: StyleGenerator, train_seconds: float) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        payload = {"config": dataclasses.asdict(G.cfg), "num_classes": G.num_classes,
-                   "image_shape": list(G.image_shape), "state": {k: v.detach().cpu() for k, v in G.state_dict().items()},
-                   "key": self.key, "train_seconds": train_seconds}
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(self.path)
+        # Plain tensors, numbers, strings and lists only: the file must load with weights_only=True.
+        payload = {"format": PRIOR_FORMAT, "config": dataclasses.asdict(G.cfg), "num_classes": int(G.num_classes),
+                   "image_shape": [int(v) for v in G.image_shape],
+                   "state": {k: v.detach().cpu() for k, v in G.state_dict().items()},
+                   "key": self.key, "train_seconds": float(train_seconds)}
+        atomic.torch_save(payload, self.path)
 
     def ensure(self, progress: Callable[..., None] = lambda *a, **k: None) -> Prior:
         """The cached prior, trained first if missing (with a progress bar), plus its sample grid."""
-        prior = self.load()
+        try:
+            prior = self.load()
+        except MethodError as exc:  # a torn or foreign file in the cache: keep it aside, train anew
+            moved = atomic.move_aside(self.path)
+            log.warning("%s; moved it to %s and training the prior again", exc, moved)
+            prior = None
         if prior is not None:
             return prior
         t0 = time.perf_counter()
