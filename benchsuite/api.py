@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from benchsuite.errors import ConfigError, MethodError
+from benchsuite import atomic
+from benchsuite.errors import ArtifactError, ConfigError, MethodError
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
     from benchsuite.data.spec import DatasetSpec
@@ -146,23 +148,30 @@ class SyntheticSet:
             "transform": _plain(self.transform) if self.transform else None,
             "metadata": _plain(metadata or {}),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        atomic.torch_save(payload, Path(path))
 
     @classmethod
     def load(cls, path: Path) -> tuple["SyntheticSet", dict[str, Any]]:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        syn = cls(
-            images=payload["images"],
-            labels=payload["labels"],
-            storage_bytes=payload["storage_bytes"],
-            learned_lr=payload["learned_lr"],
-            extra=payload.get("extra", {}),
-            transform=payload.get("transform"),
-        )
-        return syn, payload.get("metadata", {})
+        """Read a set written by :meth:`save`; anything else raises :class:`ArtifactError`."""
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(payload, dict):
+                raise TypeError(f"the file holds a {type(payload).__name__}, not a dict")
+            if not (isinstance(payload.get("images"), Tensor) and isinstance(payload.get("labels"), Tensor)):
+                raise TypeError("'images' and 'labels' must be tensors")
+            syn = cls(
+                images=payload["images"],
+                labels=payload["labels"],
+                storage_bytes=payload["storage_bytes"],
+                learned_lr=payload["learned_lr"],
+                extra=payload.get("extra") or {},
+                transform=payload.get("transform"),
+            )
+            metadata = payload.get("metadata") or {}
+        except Exception as exc:  # noqa: BLE001 - truncated, foreign, or a pickle of arbitrary objects
+            raise ArtifactError(f"{path} is not a distilled set written by benchsuite ({atomic.load_failure(exc)})"
+                                ) from None
+        return syn, metadata
 
 
 def _plain(value: Any) -> Any:
@@ -252,6 +261,12 @@ class Method(abc.ABC):
                     f"method {cls.name!r} has no hyperparameter(s) {unknown}; known: {sorted(known)}"
                 )
             config = dataclasses.replace(config, **overrides)
+        if dataclasses.is_dataclass(config):
+            # NaN or infinity is never a meaningful hyperparameter, whatever a method checks itself.
+            bad = [f.name for f in dataclasses.fields(config)
+                   if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))]
+            if bad:
+                raise ConfigError(f"method {cls.name!r}: hyperparameter(s) {bad} must be finite numbers")
         return config
 
     @abc.abstractmethod

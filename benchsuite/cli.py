@@ -19,6 +19,10 @@ examples:
   benchsuite run --methods 'dc*' --protocol paper --device cuda
   benchsuite run --methods dm --set dm.iterations=50 --eval epochs=100
   BENCHSUITE_DATA=../shared/data benchsuite run --methods all --results results/
+
+exit status:
+  0 every cell ok (or done already), 1 some cell failed (its error record says why),
+  2 a usage or configuration error found before any cell ran, 130 interrupted (finished records kept)
 """
 
 LS_EXAMPLES = """
@@ -208,6 +212,18 @@ def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str
     return typed
 
 
+def _unique(values: list[Any] | None, flag: str, quiet: bool) -> list[Any] | None:
+    """``values`` without repeats (first occurrence kept), saying so: a repeat would run a cell twice."""
+    if values is None:
+        return None
+    unique = list(dict.fromkeys(values))
+    if len(unique) != len(values):
+        from benchsuite.progress import say
+
+        say(f"note: {flag} repeats values; running each once: {','.join(map(str, unique))}", quiet)
+    return unique
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from benchsuite.progress import say
     from benchsuite.protocol import load_protocol
@@ -217,10 +233,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plugins = _plugins(args)
     protocol = load_protocol(args.protocol)
     eval_changes = _key_values(args.eval, "--eval")
+    datasets = [plugins.datasets.canonical(d) for d in (args.datasets or protocol.datasets)]
     protocol = protocol.with_overrides(
-        datasets=[plugins.datasets.canonical(d) for d in args.datasets] if args.datasets else
-        [plugins.datasets.canonical(d) for d in protocol.datasets],
-        ipcs=args.ipc, archs=args.archs, seeds=args.seeds, eval=eval_changes or None,
+        datasets=_unique(datasets, "--datasets", args.quiet),
+        ipcs=_unique(args.ipc, "--ipc", args.quiet), archs=_unique(args.archs, "--archs", args.quiet),
+        seeds=_unique(args.seeds, "--seeds", args.quiet), eval=eval_changes or None,
     )
     methods = plugins.methods.match(args.methods)
     options = RunOptions(
@@ -238,8 +255,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"x IPC {list(protocol.ipcs)} x seeds {list(protocol.seeds)}; eval on {', '.join(protocol.archs)}; "
         f"device {runner.device}", args.quiet)
     summary = runner.run(methods)
+    waited = f" ({summary.waited} waited for another run)" if summary.waited else ""
     say(f"done in {summary.seconds:.0f}s: {summary.ok_records} ok record(s), {summary.error_records} error(s), "
-        f"{summary.skipped} cell(s) skipped; records in {args.results / 'records.jsonl'}", args.quiet)
+        f"{summary.skipped} cell(s) skipped{waited}; records in {args.results / 'records.jsonl'}", args.quiet)
     if not args.no_report:
         board, _, _ = write_report(args.results)
         say(f"leaderboard: {board}", args.quiet)

@@ -26,3 +26,12 @@ class DataUnavailableError(BenchsuiteError):
 
 class MethodError(BenchsuiteError):
     """A method failed while distilling (for example a non-finite loss)."""
+
+
+class ContractError(MethodError):
+    """A method returned a set that breaks the method contract (wrong count per class, labels out
+    of range, a non-finite learned learning rate, ...). Such a set is never saved or ranked."""
+
+
+class ArtifactError(BenchsuiteError):
+    """A saved file (a distilled set, a prior) is unreadable or not what the suite wrote."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,15 @@ class EvalRecipe:
                 raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.lr_decay_at <= 1:
             raise ConfigError(f"eval.lr_decay_at must be in (0, 1], got {self.lr_decay_at}")
+        # NaN fails every comparison, so each bound is written to be False for NaN.
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"eval.lr must be a finite number > 0, got {self.lr}")
+        if not (0 <= self.momentum < 1):
+            raise ConfigError(f"eval.momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"eval.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (0 < self.lr_decay_factor <= 1):
+            raise ConfigError(f"eval.lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,13 @@ class Protocol:
         for name in ("datasets", "ipcs", "archs", "seeds"):
             if not getattr(self, name):
                 raise ConfigError(f"protocol {self.name!r}: {name} must not be empty")
+            if len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise ConfigError(f"protocol {self.name!r}: {name} repeats a value: {list(getattr(self, name))}")
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"protocol {self.name!r}: seeds must be >= 0, got {list(self.seeds)}")
+        if self.train_limit_per_class is not None and self.train_limit_per_class < 1:
+            raise ConfigError(f"protocol {self.name!r}: train_limit_per_class must be >= 1, "
+                              f"got {self.train_limit_per_class}")
         if any(i < 1 for i in self.ipcs):
             raise ConfigError(f"protocol {self.name!r}: every IPC must be >= 1, got {list(self.ipcs)}")
         if self.budget not in ("smoke", "quick", "paper"):
@@ -157,10 +175,15 @@ def coerce_like(default: Any, value: Any, where: str) -> Any:
     kind = type(default) if default is not None else None
     for caster in ([kind] if kind in (int, float) else [int, float]):
         try:
-            return caster(text)
+            number = caster(text)
         except ValueError:
             continue
-    if kind in (int, float):
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
+    if kind is int:
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if kind is float:
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     return text
 
@@ -193,20 +216,76 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     return protocol_from_dict(raw, source=str(path), default_name=path.stem)
 
 
+# What a protocol file may hold at the top level, with the TOML type each key needs.
+_TOP_LEVEL_TYPES: dict[str, tuple[type, type | None]] = {
+    "name": (str, None), "description": (str, None), "budget": (str, None), "source": (str, None),
+    "datasets": (list, str), "archs": (list, str), "ipcs": (list, int), "seeds": (list, int),
+    "train_limit_per_class": (int, None),
+}
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _expect(where: str, key: str, value: Any, kind: type, item: type | None = None) -> None:
+    """Raise unless ``value`` is exactly of TOML type ``kind`` (a list of ``item``); a boolean
+    is never an integer, and an integer is accepted where a number (float) is expected."""
+    def fits(v: Any, t: type) -> bool:
+        if isinstance(v, bool):
+            return t is bool
+        if t is float:
+            return isinstance(v, (int, float))
+        return isinstance(v, t)
+
+    wanted = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if item is not None:
+        if not isinstance(value, list) or not all(fits(v, item) for v in value):
+            example = "[1, 10]" if item is int else '["a", "b"]'
+            raise ConfigError(f"protocol {where}: {key} = {value!r} is {_type_name(value)}; expected a list of "
+                              f"{'integers' if item is int else 'strings'}, e.g. {key} = {example}")
+        return
+    if not fits(value, kind):
+        raise ConfigError(f"protocol {where}: {key} = {value!r} is {_type_name(value)}; expected {wanted[kind]}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"protocol {where}: {key} = {value!r} must be a finite number")
+
+
+def _eval_field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(EvalRecipe)
+    out = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        out[name] = args[0] if args else hint
+    return out
+
+
 def protocol_from_dict(raw: dict[str, Any], source: str = "", default_name: str = "custom") -> Protocol:
+    """A protocol from a TOML table. Every value must have its key's type: nothing is coerced, so
+    ``ipcs = "one"`` or ``epochs = 2.5`` is an error naming the key, not a silent surprise."""
     raw = dict(raw)
+    where = source or default_name
     eval_raw = raw.pop("eval", {})
-    known = {f.name for f in dataclasses.fields(Protocol)} - {"eval", "source"}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - set(_TOP_LEVEL_TYPES))
     if unknown:
-        raise ConfigError(f"protocol {source or default_name}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"protocol {where}: unknown key(s) {unknown}; known: {sorted(_TOP_LEVEL_TYPES)}")
+    for key, value in raw.items():
+        _expect(where, key, value, *_TOP_LEVEL_TYPES[key])
+    if not isinstance(eval_raw, dict):
+        raise ConfigError(f"protocol {where}: eval must be a table ([eval]), got {_type_name(eval_raw)}")
+    types = _eval_field_types()
+    for key, value in eval_raw.items():
+        if key in types:
+            _expect(where, f"eval.{key}", value, types[key])
     recipe = _replace_checked(EvalRecipe(), eval_raw, "eval")
+    raw.pop("source", None)
     return Protocol(
         name=raw.pop("name", default_name),
         datasets=tuple(raw.pop("datasets", ())),
-        ipcs=tuple(int(i) for i in raw.pop("ipcs", ())),
+        ipcs=tuple(raw.pop("ipcs", ())),
         archs=tuple(raw.pop("archs", ("convnet",))),
-        seeds=tuple(int(s) for s in raw.pop("seeds", (0,))),
+        seeds=tuple(raw.pop("seeds", (0,))),
         eval=recipe,
         source=source,
         **raw,

@@ -19,9 +19,13 @@ from typing import Any, Iterable
 
 import torch
 
+from benchsuite import atomic, preflight
 from benchsuite.api import Method, RunContext, SyntheticSet
+from benchsuite.contract import check_synthetic_set
 from benchsuite.data import DataSources, LoadedDataset, load_dataset
-from benchsuite.errors import BenchsuiteError, ConfigError, MethodError
+from benchsuite.errors import ArtifactError, BenchsuiteError, ConfigError, ContractError, MethodError
+from benchsuite.locks import Timeout as LockTimeout
+from benchsuite.locks import cell_lock
 from benchsuite.evaluate import evaluate_synset, eval_space_testset
 from benchsuite.measure import measure
 from benchsuite.modeling import model_factory
@@ -35,6 +39,7 @@ from benchsuite.records import (
     git_commit,
     latest_records,
     machine_info,
+    non_finite_fields,
     now_iso,
     read_records,
     record_key,
@@ -104,6 +109,8 @@ class RunSummary:
     error_records: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # cells another run held when this one reached them: waited for at the end of the sweep
+    waited: int = 0
 
 
 def plan(protocol: Protocol, methods: Iterable[str], ipc_independent: Iterable[str] = ()) -> list[Cell]:
@@ -167,36 +174,73 @@ class Runner:
         return self._datasets[key]
 
     # -- the sweep -------------------------------------------------------------------------
+    def preflight(self, cells: list[Cell]) -> None:
+        """Everything that can be checked before the first cell: the folders, the ``timm:``
+        architectures, every cell's hyperparameters and IPC. Raises :class:`ConfigError`."""
+        preflight.check_writable_folder(self.results_dir, "results folder")
+        preflight.check_writable_folder(self.cache_dir, "cache folder")
+        preflight.check_archs(self.protocol.archs)
+        preflight.check_cells(cells, self.plugins, self.protocol, self.options.method_overrides)
+
     def run(self, methods: list[str]) -> RunSummary:
         summary = RunSummary()
         t0 = time.perf_counter()
-        done = self._done_keys()
         independent = [m for m in methods if getattr(self.plugins.methods.get(m), "ipc_independent", False)]
         cells = plan(self.protocol, methods, independent)
         summary.cells = len(cells)
+        self.preflight(cells)
+        read_records(self.results_dir)  # once with warnings; later reads are quiet
+        busy: list[tuple[int, Cell]] = []
         for i, cell in enumerate(cells, 1):
-            pending = [a for a in self.protocol.archs if self._key(cell, a) not in done]
+            if not self._attempt(cell, f"[{i}/{len(cells)}]", summary, wait=False):
+                busy.append((i, cell))
+        for i, cell in busy:  # cells another run held: wait for each, then run it if still needed
+            say(f"[{i}/{len(cells)}] {cell.label()}: waiting for the other run that holds it", self.options.quiet)
+            summary.waited += 1
+            self._attempt(cell, f"[{i}/{len(cells)}]", summary, wait=True)
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _attempt(self, cell: Cell, tag: str, summary: RunSummary, wait: bool) -> bool:
+        """Run ``cell`` under its lock unless it is done; ``False`` when another run holds it and
+        ``wait`` is off."""
+        if not self._pending_archs(cell):
+            summary.skipped += 1
+            say(f"{tag} {cell.label()}: done already, skipped (use --force to rerun)", self.options.quiet)
+            return True
+        lock = cell_lock(self.results_dir, self.protocol.hash, cell.method, cell.dataset, cell.ipc, cell.seed)
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except LockTimeout:
+            say(f"{tag} {cell.label()}: another run is on it; coming back to it at the end", self.options.quiet)
+            return False
+        try:
+            pending = self._pending_archs(cell)  # the other run may have finished it meanwhile
             if not pending:
                 summary.skipped += 1
-                say(f"[{i}/{len(cells)}] {cell.label()}: done already, skipped (use --force to rerun)", self.options.quiet)
-                continue
-            say(f"[{i}/{len(cells)}] {cell.label()}", self.options.quiet)
-            for record in self.run_cell(cell, pending, f"[{i}/{len(cells)}]"):
+                say(f"{tag} {cell.label()}: finished by another run, skipped", self.options.quiet)
+                return True
+            say(f"{tag} {cell.label()}", self.options.quiet)
+            for record in self.run_cell(cell, pending, tag):
                 if record["status"] == "ok":
                     summary.ok_records += 1
                 else:
                     summary.error_records += 1
                     summary.errors.append(f"{cell.label()} {record['arch']}: {record['error']['message']}")
-        summary.seconds = time.perf_counter() - t0
-        return summary
+        finally:
+            lock.release()
+        return True
 
     def _key(self, cell: Cell, arch: str) -> tuple:
         return (self.protocol.hash, cell.method, cell.dataset, cell.ipc, arch, cell.seed)
 
-    def _done_keys(self) -> set[tuple]:
+    def _pending_archs(self, cell: Cell) -> list[str]:
+        """The evaluation archs of ``cell`` without an ``ok`` record (all of them under --force)."""
         if self.options.force:
-            return set()
-        return {record_key(r) for r in latest_records(read_records(self.results_dir)) if r.get("status") == "ok"}
+            return list(self.protocol.archs)
+        done = {record_key(r) for r in latest_records(read_records(self.results_dir, warn=False))
+                if r.get("status") == "ok"}
+        return [a for a in self.protocol.archs if self._key(cell, a) not in done]
 
     def run_cell(self, cell: Cell, archs: list[str], tag: str = "") -> list[dict[str, Any]]:
         """Distill (or reuse the saved set), then evaluate on each of ``archs``; returns the records."""
@@ -206,6 +250,8 @@ class Runner:
             base.update(dataset_provenance=data.provenance, test_set=data.test_set,
                         train_images=len(data.train), test_images=len(data.test))
             method_cls = self.plugins.methods.get(cell.method)
+            if not method_cls.ipc_independent:
+                preflight.check_ipc_fits(cell.ipc, data.spec, None, data.train.class_counts())
             config = method_cls.resolve_config(
                 data.spec.name, cell.ipc, self.protocol, self.options.method_overrides.get(cell.method)
             )
@@ -215,7 +261,9 @@ class Runner:
             base.update(distill_info)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # one failed cell becomes records; the sweep goes on
+        # One failed cell becomes records and the sweep goes on; SystemExit too: a plugin that
+        # calls sys.exit() must not end everyone else's cells (Ctrl-C still stops the sweep).
+        except (Exception, SystemExit) as exc:
             return [self._write(self._error(base, arch, exc)) for arch in archs]
 
         out = []
@@ -224,7 +272,7 @@ class Runner:
                 record = self._evaluate(cell, arch, syn, data, dict(base), tag)
             except KeyboardInterrupt:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 record = self._error(base, arch, exc)
             out.append(self._write(record))
         return out
@@ -233,11 +281,9 @@ class Runner:
                  tag: str) -> tuple[SyntheticSet, dict[str, Any]]:
         path = self.artifact_path(cell)
         if path.exists() and not self.options.force:
-            syn, meta = SyntheticSet.load(path)
-            if meta.get("method_config") == _config_dict(config) and meta.get("method_version") == method_cls.version:
-                say(f"  reusing distilled set {path}", self.options.quiet)
-                return syn, {k: meta[k] for k in ("distill_seconds", "distill_peak_memory_bytes", "memory_kind") if k in meta} | {
-                    "artifact": str(path), "reused_artifact": True}
+            reused = self._reuse(path, cell, method_cls, config, data)
+            if reused is not None:
+                return reused
         generator = torch.Generator().manual_seed(stable_seed("distill", cell.method, cell.dataset, cell.ipc, cell.seed))
         progress = Progress(f"{tag} distill {cell.method} ipc{cell.ipc}", quiet=self.options.quiet)
         ctx = RunContext(
@@ -257,7 +303,7 @@ class Runner:
                 syn = method.distill(data.train, cell.ipc, ctx)
         finally:
             progress.close()
-        self._check_synset(syn, cell, data, method_cls)
+        self._check_synset(syn, cell, data, method_cls)  # a set that breaks the contract is never saved
         info = {"distill_seconds": round(m.seconds, 3), "distill_peak_memory_bytes": m.peak_bytes,
                 "memory_kind": m.memory_kind}
         if syn.extra.get("full_dataset"):
@@ -270,14 +316,29 @@ class Runner:
         say(f"  distilled in {m.seconds:.1f}s, peak memory {m.peak_bytes / 2**30:.2f} GiB", self.options.quiet)
         return syn, info | {"artifact": str(path), "reused_artifact": False}
 
+    def _reuse(self, path: Path, cell: Cell, method_cls: type[Method], config: Any,
+               data: LoadedDataset) -> tuple[SyntheticSet, dict[str, Any]] | None:
+        """The saved set of this cell when it is whole, valid and made by this config; a corrupt
+        or contract-breaking file is moved aside (``None``: distil again)."""
+        try:
+            syn, meta = SyntheticSet.load(path)
+            self._check_synset(syn, cell, data, method_cls)
+        except (ArtifactError, ContractError) as exc:
+            moved = atomic.move_aside(path)
+            say(f"  saved set unusable ({exc}); moved to {moved.name}, distilling again", self.options.quiet)
+            log.warning("saved set %s unusable: %s; moved to %s", path, exc, moved)
+            return None
+        if meta.get("method_config") != _config_dict(config) or meta.get("method_version") != method_cls.version:
+            return None
+        say(f"  reusing distilled set {path}", self.options.quiet)
+        kept = {k: meta[k] for k in ("distill_seconds", "distill_peak_memory_bytes", "memory_kind") if k in meta}
+        return syn, kept | {"artifact": str(path), "reused_artifact": True}
+
     def _check_synset(self, syn: SyntheticSet, cell: Cell, data: LoadedDataset, method_cls: type[Method]) -> None:
-        if not isinstance(syn, SyntheticSet):
-            raise MethodError(f"method {cell.method!r} returned {type(syn).__name__}, not a SyntheticSet")
-        if tuple(syn.images.shape[1:]) != data.spec.shape:
-            raise MethodError(f"method {cell.method!r} returned images of shape {tuple(syn.images.shape[1:])}, "
-                              f"expected {data.spec.shape}")
-        if not torch.isfinite(syn.images).all():
-            raise MethodError(f"method {cell.method!r} returned non-finite images")
+        check_synthetic_set(syn, method=cell.method, shape=data.spec.shape, num_classes=data.spec.num_classes,
+                            ipc=cell.ipc, container=bool(getattr(method_cls, "container", False)),
+                            ipc_independent=bool(getattr(method_cls, "ipc_independent", False)),
+                            train_counts=data.train.class_counts())
 
     def _evaluate(self, cell: Cell, arch: str, syn: SyntheticSet, data: LoadedDataset, record: dict[str, Any],
                   tag: str) -> dict[str, Any]:
@@ -344,18 +405,26 @@ class Runner:
 
     def _error(self, base: dict[str, Any], arch: str, exc: BaseException) -> dict[str, Any]:
         record = dict(base)
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, SystemExit):
+            message = f"the cell called sys.exit({exc.code!r}); a method must raise an exception instead"
         record.update(
             arch=arch,
             status="error",
-            error={"type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+            error={"type": type(exc).__name__, "message": message,
                    "traceback": "".join(traceback.format_exception(exc))[-4000:],
                    "expected": isinstance(exc, BenchsuiteError)},
             finished_at=now_iso(),
         )
-        say(f"  {arch}: ERROR {type(exc).__name__}: {exc}", self.options.quiet)
+        say(f"  {arch}: ERROR {type(exc).__name__}: {message}", self.options.quiet)
         return record
 
     def _write(self, record: dict[str, Any]) -> dict[str, Any]:
+        bad = non_finite_fields(record)
+        if bad:  # never a NaN in a record: the cell becomes an error naming the fields
+            base = {k: v for k, v in record.items() if k not in ("status", "accuracy") and not non_finite_fields(v)}
+            record = self._error(base, record.get("arch", "?"), MethodError(
+                f"the result holds NaN or infinite values in {', '.join(bad)}; nothing was ranked"))
         append_record(self.results_dir, record)
         self.plugins.notify_record(record)
         return record

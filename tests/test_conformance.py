@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchsuite.api import SyntheticSet
+from benchsuite.contract import check_synthetic_set
 from benchsuite.plugins import get_plugin_manager
 
 METHODS = sorted(get_plugin_manager(entry_points=False).methods)
@@ -38,6 +39,10 @@ def test_method_contract(plugins, name, synthetic, smoke, make_ctx, ipc):
         assert counts == [ipc] * spec.num_classes
     if syn.soft_labels:
         assert syn.labels.shape == (syn.images.shape[0], spec.num_classes)
+    # The exact check the runner applies to every set in a sweep.
+    check_synthetic_set(syn, method=name, shape=spec.shape, num_classes=spec.num_classes, ipc=ipc,
+                        container=cls.container, ipc_independent=cls.ipc_independent,
+                        train_counts=synthetic.train.class_counts())
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -53,7 +53,7 @@ def test_unknown_protocol_and_bad_keys_are_clear(tmp_path):
     bad.write_text('datasets=["synthetic"]\nipcs=[1]\n[eval]\nepoks=3\n')
     with pytest.raises(ConfigError, match="unknown key"):
         load_protocol(bad)
-    with pytest.raises(ConfigError, match="expected a number"):
+    with pytest.raises(ConfigError, match="expected an integer"):
         load_protocol("quick").with_overrides(eval={"epochs": "many"})
     with pytest.raises(ConfigError, match="augment"):
         load_protocol("quick").with_overrides(eval={"augment": "mixup"})

@@ -11,7 +11,8 @@ GPU = {"device": "cuda", "device_name": "NVIDIA H100", "cpu_count": 16, "torch":
 
 
 def record(method, arch, values, machine=CPU, protocol_hash="aaaa", ipc=1):
-    return {"protocol": "quick", "protocol_hash": protocol_hash, "method": method, "dataset": "fashionmnist",
+    return {"schema_version": 1, "protocol": "quick", "protocol_hash": protocol_hash, "method": method,
+            "dataset": "fashionmnist",
             "test_set": "official", "ipc": ipc, "arch": arch, "distill_arch": "convnet", "seed": 0,
             "status": "ok", "accuracy": {"values": values}, "distill_seconds": 1.0, "eval_seconds": 2.0,
             "storage_bytes": 100, "division": "closed", "machine": machine}

@@ -147,5 +147,7 @@ def test_killed_run_resumes_without_redoing_finished_cells(tmp_path):
 
 
 def test_torn_last_line_is_ignored(tmp_path):
-    (tmp_path / "records.jsonl").write_text(json.dumps({"method": "a", "status": "ok"}) + "\n" + '{"method": "b", "sta')
+    whole = {"schema_version": 1, "protocol_hash": "h", "method": "a", "dataset": "d", "ipc": 1, "arch": "convnet",
+             "seed": 0, "status": "error"}
+    (tmp_path / "records.jsonl").write_text(json.dumps(whole) + "\n" + '{"method": "b", "sta')
     assert [r["method"] for r in read_records(tmp_path)] == ["a"]

@@ -37,12 +37,9 @@ def _import_timm():
     return timm
 
 
-def build_timm(model_name: str, channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """Build ``timm.create_model(model_name, pretrained=False, ...)`` for this input shape.
-
-    Models that take an ``img_size`` (ViTs and friends) are built for ``image_size``; others
-    (CNNs) adapt to any size. Unknown names raise UnknownNameError listing close matches.
-    """
+def check_timm_name(model_name: str) -> str:
+    """The timm model name of ``timm:<name>`` (or ``<name>``); UnknownNameError with close matches
+    when timm has no such model. Cheap: nothing is built."""
     timm = _import_timm()
     if model_name.startswith("timm:"):
         model_name = model_name[len("timm:"):]
@@ -50,6 +47,17 @@ def build_timm(model_name: str, channels: int, num_classes: int, image_size: int
         close = difflib.get_close_matches(model_name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
         raise UnknownNameError(f"unknown timm model {model_name!r}{hint}")
+    return model_name
+
+
+def build_timm(model_name: str, channels: int, num_classes: int, image_size: int) -> nn.Module:
+    """Build ``timm.create_model(model_name, pretrained=False, ...)`` for this input shape.
+
+    Models that take an ``img_size`` (ViTs and friends) are built for ``image_size``; others
+    (CNNs) adapt to any size. Unknown names raise UnknownNameError listing close matches.
+    """
+    timm = _import_timm()
+    model_name = check_timm_name(model_name)
     base = dict(pretrained=False, num_classes=num_classes, in_chans=channels)
     try:
         try:

@@ -48,39 +48,46 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MNIST = DatasetSpec(
     name="mnist", channels=1, image_size=28, num_classes=10, mean=(0.1307,), std=(0.3081,),
     class_names=DIGITS, digits=True, description="MNIST handwritten digits, 60k/10k, 28x28 grey",
+    min_train_per_class=5421,  # digit 5
 )  # fmt: skip
 FASHIONMNIST = DatasetSpec(
     name="fashionmnist", channels=1, image_size=28, num_classes=10, mean=(0.2861,), std=(0.3530,),
     class_names=FASHION_MNIST_CLASSES, description="Fashion-MNIST (Zalando), 60k/10k, 28x28 grey",
     aliases=("fashion_mnist", "fashion-mnist", "fmnist"),
+    min_train_per_class=6000,  # balanced
 )  # fmt: skip
 SVHN = DatasetSpec(
     name="svhn", channels=3, image_size=32, num_classes=10,
     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
     class_names=DIGITS, digits=True, description="SVHN cropped digits (train 73,257 / test 26,032), 32x32 RGB",
+    min_train_per_class=4659,  # digit 9
 )  # fmt: skip
 CIFAR10 = DatasetSpec(
     name="cifar10", channels=3, image_size=32, num_classes=10,
     mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),
     class_names=CIFAR10_CLASSES, description="CIFAR-10, 50k/10k, 32x32 RGB (DC-lineage std convention)",
     aliases=("cifar-10",),
+    min_train_per_class=5000,  # balanced
 )  # fmt: skip
 CIFAR100 = DatasetSpec(
     name="cifar100", channels=3, image_size=32, num_classes=100,
     mean=(0.5071, 0.4866, 0.4409), std=(0.2673, 0.2564, 0.2762),
     class_names=CIFAR100_CLASSES, description="CIFAR-100 (fine labels), 50k/10k, 32x32 RGB (DC's statistics)",
     aliases=("cifar-100",),
+    min_train_per_class=500,  # balanced
 )  # fmt: skip
 TINYIMAGENET = DatasetSpec(
     name="tinyimagenet", channels=3, image_size=64, num_classes=200, mean=IMAGENET_MEAN, std=IMAGENET_STD,
     description="Tiny ImageNet, 200 classes, 100k train / 10k val (used as test), 64x64 RGB",
     aliases=("tiny-imagenet", "tiny_imagenet", "tiny-imagenet-200"),
+    min_train_per_class=500,  # balanced
 )  # fmt: skip
 SYNTHETIC = DatasetSpec(
     name="synthetic", channels=3, image_size=16, num_classes=10,
     mean=(0.514, 0.486, 0.520), std=(0.267, 0.262, 0.264),
     class_names=tuple(f"class{k}" for k in range(10)),
     description="generated smooth class prototypes + shift + noise; 50 train / 20 test per class, 16x16 RGB",
+    min_train_per_class=50,  # balanced
 )  # fmt: skip
 
 

@@ -23,6 +23,9 @@ class DatasetSpec:
     digits: bool = False
     description: str = ""
     aliases: tuple[str, ...] = field(default=())
+    # The smallest class of the official train split, when known: the largest IPC the runner
+    # accepts before loading anything (a copy with fewer images is caught when it loads).
+    min_train_per_class: int | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
