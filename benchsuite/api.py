@@ -269,6 +269,13 @@ class Method(abc.ABC):
                 raise ConfigError(f"method {cls.name!r}: hyperparameter(s) {bad} must be finite numbers")
         return config
 
+    def prepare(self, real: LabeledData, ipc: int, ctx: RunContext) -> dict[str, Any] | None:
+        """Build what :meth:`distill` will read from ``ctx.cache_dir`` (expert trajectories, a
+        generative prior), without distilling; return a description of it. ``benchsuite prepare``
+        calls it so that caches exist before cells run (once, not by several workers at a time).
+        Methods without caches keep this default, which does nothing."""
+        return None
+
     @abc.abstractmethod
     def distill(self, real: LabeledData, ipc: int, ctx: RunContext) -> SyntheticSet:
         """Return ``ipc`` images per class (or the method's equivalent storage)."""

@@ -1,4 +1,4 @@
-"""Command line: ``benchsuite run | ls | report | show``."""
+"""Command line: ``benchsuite run | ls | report | show | probe | prepare``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ REPORT_EXAMPLES = """
 examples:
   benchsuite report                  # reads results/records.jsonl, writes results/leaderboard.md and summary.csv
   benchsuite report --results runs/ --out docs/
+"""
+
+PROBE_EXAMPLES = """
+examples:
+  benchsuite probe dm --ipc 1                                  # quick budget, evaluated on convnet
+  benchsuite probe mtt --ipc 10 --set lr_img=100 --set iterations=60 --eval models=1
+  benchsuite probe dc --dataset cifar10 --ipc 10 --protocol paper --set iterations=2 --no-eval
+  benchsuite probe glad-dm --save /tmp/glad.pt                # then: benchsuite show /tmp/glad.pt
+"""
+
+PREPARE_EXAMPLES = """
+examples:
+  benchsuite prepare --methods mtt,pad                     # expert trajectories of the quick protocol
+  benchsuite prepare --methods 'glad-*,hpd-*' --protocol paper --device cuda
 """
 
 SHOW_EXAMPLES = """
@@ -106,6 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", type=Path, default=Path("results"), help="folder with records.jsonl (default results/)")
     rep.add_argument("--out", type=Path, help="where to write leaderboard.md and summary.csv (default: --results)")
 
+    probe = sub.add_parser("probe", help="distill one cell outside a sweep (calibration, timing); writes no record",
+                           epilog=PROBE_EXAMPLES, formatter_class=fmt)
+    probe.add_argument("method")
+    probe.add_argument("--dataset", default="fashionmnist")
+    probe.add_argument("--ipc", type=int, default=1)
+    probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument("--protocol", default="quick", help="whose budget and recipe (default quick)")
+    probe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a hyperparameter of the method, e.g. iterations=10 (repeatable)")
+    probe.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
+                       help="change the evaluation recipe, e.g. models=1 or epochs=100 (repeatable)")
+    probe.add_argument("--arch", help="evaluation architecture (default: the protocol's distillation arch)")
+    probe.add_argument("--no-eval", action="store_true", help="distill only (time it)")
+    probe.add_argument("--save", type=Path, help="save the set here (.pt), for `benchsuite show`")
+    _add_common_run_flags(probe)
+
+    prep = sub.add_parser("prepare", help="build the caches (expert trajectories, priors) a protocol's cells read",
+                          epilog=PREPARE_EXAMPLES, formatter_class=fmt)
+    prep.add_argument("--methods", required=True, help="comma list, glob patterns or 'all'")
+    prep.add_argument("--protocol", default="quick")
+    prep.add_argument("--datasets", type=_csv, help="override the protocol's datasets (comma list)")
+    prep.add_argument("--ipc", type=_ints, help="override the protocol's IPCs")
+    prep.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
+    _add_common_run_flags(prep)
+
     show = sub.add_parser("show", help="describe a distilled set and render its images as a grid",
                           epilog=SHOW_EXAMPLES, formatter_class=fmt)
     show.add_argument("artifact", type=Path, help="a .pt file under results/artifacts/")
@@ -113,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--data-root", help="dataset folder (default $BENCHSUITE_DATA); only needed to un-whiten "
                       "a ZCA set (MTT, PAD) for its picture")
     return parser
+
+
+def _add_common_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--cache-dir", type=Path, help="default $BENCHSUITE_CACHE or ~/.cache/benchsuite")
+    p.add_argument("--data-root", help="dataset folder (default $BENCHSUITE_DATA)")
+    p.add_argument("--no-download", action="store_true", help="never try torchvision downloads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +192,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_report(args)
     if args.command == "show":
         return _cmd_show(args)
+    if args.command == "probe":
+        return _cmd_probe(args)
+    if args.command == "prepare":
+        return _cmd_prepare(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
@@ -251,19 +302,78 @@ def _cmd_run(args: argparse.Namespace) -> int:
         method_overrides=_coerce_overrides(plugins, protocol, _method_overrides(args.set)),
     )
     runner = Runner(plugins, protocol, options)
-    say(f"protocol {protocol.name} ({protocol.hash}): {len(methods)} method(s) x {len(protocol.datasets)} dataset(s) "
-        f"x IPC {list(protocol.ipcs)} x seeds {list(protocol.seeds)}; eval on {', '.join(protocol.archs)}; "
-        f"device {runner.device}", args.quiet)
-    summary = runner.run(methods)
-    waited = f" ({summary.waited} waited for another run)" if summary.waited else ""
-    say(f"done in {summary.seconds:.0f}s: {summary.ok_records} ok record(s), {summary.error_records} error(s), "
-        f"{summary.skipped} cell(s) skipped{waited}; records in {args.results / 'records.jsonl'}", args.quiet)
+    reporter = None
+    if not args.quiet:
+        from benchsuite.terminal import TerminalReporter
+
+        reporter = TerminalReporter().attach()
+        plugins.pm.register(reporter, name="benchsuite.terminal")
+    try:
+        summary = runner.run(methods)
+    finally:
+        if reporter is not None:
+            plugins.pm.unregister(reporter)
+            reporter.detach()
+    say(f"records in {args.results / 'records.jsonl'}; device {runner.device}", args.quiet)
     if not args.no_report:
         board, _, _ = write_report(args.results)
         say(f"leaderboard: {board}", args.quiet)
     for line in summary.errors:
         print(f"benchsuite: failed: {line}", file=sys.stderr)
     return 1 if summary.error_records else 0
+
+
+def _bars(quiet: bool):
+    from benchsuite.cell import no_progress
+    from benchsuite.progress import Progress
+
+    return no_progress if quiet else (lambda description: Progress(description))
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from benchsuite.probe import probe
+    from benchsuite.protocol import load_protocol
+
+    plugins = _plugins(args)
+    name = plugins.methods.canonical(args.method)
+    protocol = load_protocol(args.protocol)
+    prefixed = [item if item.split("=", 1)[0].startswith(f"{name}.") else f"{name}.{item}" for item in args.set]
+    overrides = _coerce_overrides(plugins, protocol, _method_overrides(prefixed)).get(name, {})
+    result = probe(name, args.dataset, args.ipc, protocol=protocol, seed=args.seed, overrides=overrides,
+                   eval_changes=_key_values(args.eval, "--eval") or None, evaluate=not args.no_eval, arch=args.arch,
+                   save=args.save, device=args.device, data_root=args.data_root, cache_dir=args.cache_dir,
+                   allow_download=not args.no_download, plugins=plugins, progress=_bars(args.quiet))
+    print(f"{name} {args.dataset} ipc{args.ipc} seed{args.seed}: {result.config}")
+    print(f"distilled in {result.distill_seconds:.1f}s, peak memory {result.distill_peak_memory_bytes / 2**30:.2f} GiB, "
+          f"storage {result.synthetic.storage_bytes} bytes")
+    if result.evaluation is not None:
+        e = result.evaluation
+        print(f"{e.arch}: {e.mean:.2f} ± {e.std:.2f} (n={len(e.accuracies)}: {e.accuracies}) after {e.epochs} epochs "
+              f"(train {e.train_seconds:.1f}s, test {e.test_seconds:.1f}s)")
+    if result.saved_to is not None:
+        print(f"saved {result.saved_to}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from benchsuite.probe import prepare
+    from benchsuite.protocol import load_protocol
+
+    plugins = _plugins(args)
+    protocol = load_protocol(args.protocol)
+    protocol = protocol.with_overrides(
+        datasets=[plugins.datasets.canonical(d) for d in (args.datasets or protocol.datasets)],
+        ipcs=_unique(args.ipc, "--ipc", args.quiet))
+    methods = plugins.methods.match(args.methods)
+
+    def said(done: Any) -> None:
+        what = ", ".join(sorted(done.built)) if done.built else "nothing to build"
+        print(f"{done.method} {done.dataset} ipc{done.ipc}: {what}")
+
+    prepare(methods, protocol, overrides=_coerce_overrides(plugins, protocol, _method_overrides(args.set)),
+            device=args.device, data_root=args.data_root, cache_dir=args.cache_dir,
+            allow_download=not args.no_download, plugins=plugins, progress=_bars(args.quiet), on_done=said)
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ Mark implementations with ``@benchsuite.hookimpl``; a misspelt hook name is caug
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -35,7 +36,53 @@ def register_architectures(register: Callable[..., None]) -> None:
     (logits) and ``embed`` (features before the classifier)."""
 
 
+# -- the run: the suite's own store and terminal output are plugins on these hooks too -------
+
+
 @hookspec
-def record_ready(record: dict[str, Any]) -> None:
-    """Called after each run record has been written to disk (status ``ok`` or ``error``).
-    Use it to mirror records to an external logger. Exceptions here are logged, not raised."""
+def run_started(protocol: Any, cells: list[Any], results_dir: Path) -> None:
+    """Called once before the first cell, after every check passed. ``cells`` is the planned grid
+    (:class:`benchsuite.cell.Cell`: method, dataset, ipc, seed), in the order it runs."""
+
+
+@hookspec(firstresult=True)
+def pending_archs(cell: Any, archs: list[str], protocol_hash: str, results_dir: Path) -> list[str] | None:
+    """Which of ``archs`` still need a record for ``cell``; the first non-``None`` answer wins. The
+    built-in record store answers from ``records.jsonl`` (resume). Not called under ``--force``."""
+
+
+@hookspec
+def cell_started(cell: Any, index: int, total: int) -> None:
+    """A cell is about to distil (or reuse its saved set) and evaluate; ``index`` is 1-based."""
+
+
+@hookspec
+def cell_skipped(cell: Any, index: int, total: int, reason: str) -> None:
+    """A cell needs no work (``reason``: done already, or finished by another run), or another run
+    holds it and this run will come back to it at the end."""
+
+
+@hookspec
+def cell_waiting(cell: Any, index: int, total: int) -> None:
+    """This run now waits for another run that holds ``cell``."""
+
+
+@hookspec
+def record_ready(record: dict[str, Any], run_record: Any, results_dir: Path) -> None:
+    """Called for each run record (status ``ok`` or ``error``): ``record`` is its JSON object (as
+    written to ``records.jsonl``), ``run_record`` the typed :class:`benchsuite.records.RunRecord`.
+    The built-in store runs first (``tryfirst``) and appends the line; observers (loggers,
+    trackers) see a record that is already on disk. An observer's exception is logged and the run
+    goes on; the store's stops the run."""
+
+
+@hookspec
+def run_finished(summary: Any) -> None:
+    """Called once after the last cell with the :class:`benchsuite.runner.RunSummary`."""
+
+
+@hookspec(firstresult=True)
+def make_progress(description: str) -> Callable[..., None] | None:
+    """A ``progress(step, total, **info)`` callable for one phase of a cell (distil, evaluate),
+    optionally with ``close()``; the first non-``None`` answer wins (the terminal's bars). Without
+    one, progress is not shown."""

@@ -16,29 +16,15 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from benchsuite import hookspecs
+from benchsuite.bundled import bundled_plugin_dirs
 from benchsuite.errors import PluginError
 from benchsuite.registry import Registry
 
 log = logging.getLogger("benchsuite")
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
-HOOK_NAMES = ("register_methods", "register_datasets", "register_architectures", "record_ready")
-
-
-def bundled_plugin_dirs() -> list[Path]:
-    """The ``baselines/`` and ``plugins/`` folders shipped with the suite.
-
-    In a wheel they are installed as ``benchsuite/_bundled/<folder>``; in a source checkout (or an
-    editable install) they sit next to the package.
-    """
-    package = Path(__file__).resolve().parent
-    out = []
-    for folder in ("baselines", "plugins"):
-        for candidate in (package / "_bundled" / folder, package.parent / folder):
-            if candidate.is_dir():
-                out.append(candidate)
-                break
-    return out
+HOOK_NAMES = ("register_methods", "register_datasets", "register_architectures", "run_started", "pending_archs",
+              "cell_started", "cell_skipped", "cell_waiting", "record_ready", "run_finished", "make_progress")
 
 
 @dataclass
@@ -80,9 +66,13 @@ class PluginSet:
     """A pluggy manager plus the registries its plugins filled."""
 
     def __init__(self, plugin_dirs: Iterable[Path | str] = (), entry_points: bool = True, bundled: bool = True) -> None:
+        plugin_dirs = list(plugin_dirs)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        # How to load the same plugins again in another process (an executor's worker).
+        self.plugin_dirs = [str(Path(d).expanduser()) for d in plugin_dirs]
+        self.entry_points = entry_points
         from benchsuite import builtin  # local import: builtin imports data/archs (heavy)
 
         self._register(builtin, "benchsuite.builtin", "builtin", builtin.__file__ or "")
@@ -138,10 +128,14 @@ class PluginSet:
         from benchsuite.api import Method
 
         def each(hook_name: str, make_register: Callable[[str], Callable[..., None]]) -> None:
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():  # registration order: built-ins first
+            # One call per plugin, through pluggy (a subset caller of just that plugin), so each
+            # registration knows its origin and hook wrappers and tracing still apply.
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()  # registration order: built-ins first
+            everyone = [i.plugin for i in impls]
+            for impl in impls:
+                caller = self.pm.subset_hook_caller(hook_name, remove_plugins=[p for p in everyone if p is not impl.plugin])
                 try:
-                    impl.function(register=make_register(impl.plugin_name))
+                    caller(register=make_register(impl.plugin_name))
                 except PluginError:
                     raise
                 except Exception as exc:
@@ -174,15 +168,6 @@ class PluginSet:
         each("register_datasets", dataset_register)
         each("register_architectures", arch_register)
         each("register_methods", method_register)
-
-    # -- use -------------------------------------------------------------------------------
-    def notify_record(self, record: dict[str, Any]) -> None:
-        for impl in self.pm.hook.record_ready.get_hookimpls():
-            try:
-                impl.function(record=record)
-            except Exception:  # an observer must never break a sweep
-                log.exception("plugin %r failed in record_ready", impl.plugin_name)
-
 
 def get_plugin_manager(plugin_dirs: Iterable[Path | str] = (), entry_points: bool = True) -> PluginSet:
     """Load every plugin and fill the registries; raises :class:`PluginError` naming a bad plugin."""

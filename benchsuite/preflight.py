@@ -84,6 +84,6 @@ def check_ipc_fits(ipc: int, spec: Any, train_limit_per_class: int | None, class
     limit = largest_ipc(spec, train_limit_per_class)
     if limit is not None and ipc > limit:
         where = ("the protocol's train_limit_per_class" if limit == train_limit_per_class
-                 else f"its smallest class")
+                 else "its smallest class")
         raise ConfigError(f"IPC {ipc} asks for more images per class than {spec.name} has ({limit}, "
                           f"{where}); lower --ipc")

@@ -15,36 +15,35 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchsuite import atomic
-from benchsuite.records import latest_records, read_records
+from benchsuite.records import RunRecord, latest_records, read_records
 
 LEADERBOARD_FILE = "leaderboard.md"
 SUMMARY_FILE = "summary.csv"
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def records_frame(records: list[RunRecord]) -> pd.DataFrame:
     """One row per latest record, with the fields the tables need."""
     rows = []
     for r in latest_records(records):
-        acc = r.get("accuracy") or {}
         rows.append({
-            "protocol": r.get("protocol"),
-            "protocol_hash": r.get("protocol_hash"),
-            "method": r.get("method"),
-            "dataset": r.get("dataset"),
-            "test_set": r.get("test_set"),
-            "ipc": r.get("ipc"),
-            "arch": r.get("arch"),
-            "seed": r.get("seed"),
-            "status": r.get("status"),
-            "values": acc.get("values", []),
-            "distill_seconds": r.get("distill_seconds"),
-            "distill_peak_memory_bytes": r.get("distill_peak_memory_bytes"),
-            "memory_kind": r.get("memory_kind"),
-            "eval_seconds": r.get("eval_seconds"),
-            "storage_bytes": r.get("storage_bytes"),
-            "division": r.get("division"),
-            "error": (r.get("error") or {}).get("message"),
-            "machine": machine_label(r.get("machine")),
+            "protocol": r.protocol,
+            "protocol_hash": r.protocol_hash,
+            "method": r.method,
+            "dataset": r.dataset,
+            "test_set": r.test_set,
+            "ipc": r.ipc,
+            "arch": r.arch,
+            "seed": r.seed,
+            "status": r.status,
+            "values": r.accuracy.values if r.accuracy else [],
+            "distill_seconds": r.distill_seconds,
+            "distill_peak_memory_bytes": r.distill_peak_memory_bytes,
+            "memory_kind": r.memory_kind,
+            "eval_seconds": r.eval_seconds,
+            "storage_bytes": r.storage_bytes,
+            "division": r.division,
+            "error": r.error.message if r.error else None,
+            "machine": machine_label(r.machine),
         })
     return pd.DataFrame(rows)
 
@@ -201,7 +200,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> tuple[Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     df = records_frame(records)
     summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
-    distill_archs = {r["protocol_hash"]: r.get("distill_arch") for r in records if r.get("distill_arch")}
+    distill_archs = {r.protocol_hash: r.distill_arch for r in records if r.distill_arch}
     summary_path = out_dir / SUMMARY_FILE
     # Both files are replaced whole (temporary file, then rename): a kill never leaves them empty.
     atomic.write_text(summary_path, summary.to_csv(index=False))

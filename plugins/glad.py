@@ -23,7 +23,14 @@ import torch
 
 import benchsuite
 from benchsuite.errors import ConfigError
-from benchsuite.ops.latent_distill import LatentConfig, distill_glad, distill_hpd, resolve_prior, with_fields
+from benchsuite.ops.latent_distill import (
+    LatentConfig,
+    distill_glad,
+    distill_hpd,
+    prepare_caches,
+    resolve_prior,
+    with_fields,
+)
 from benchsuite.ops.matching import published_dsa_strategy
 from benchsuite.ops.trajectory_matching import MTT_QUICK, MTT_QUICK_EXPERTS
 
@@ -107,6 +114,9 @@ class _LatentMethod(benchsuite.Method):
     @classmethod
     def config_for(cls, dataset, ipc, protocol):
         return config_for(cls.family, cls.objective, protocol.budget, dataset, ipc)
+
+    def prepare(self, real, ipc, ctx):
+        return prepare_caches(self.config, real, ctx)
 
     def distill(self, real, ipc, ctx):
         cfg = self.config

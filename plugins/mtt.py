@@ -127,13 +127,21 @@ class MTT(benchsuite.Method):
         return budget_config(cls.name, protocol.budget, SMOKE, lambda: paper_config(dataset, ipc),
                              lambda: quick_config(dataset, ipc))
 
-    def distill(self, real, ipc, ctx):
+    def _experts(self, real, ctx):
         cfg = self.config
         ms = MethodSpace.of(real, ctx, cfg)
-        space, zca, augment = ms.space, ms.zca, ms.augment
         store, trajectories = load_experts(
-            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=augment,
-            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
+            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs,
+            augment=ms.augment, zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
+        return ms, store, trajectories
+
+    def prepare(self, real, ipc, ctx):
+        return {"experts": self._experts(real, ctx)[1].describe()}
+
+    def distill(self, real, ipc, ctx):
+        cfg = self.config
+        ms, store, trajectories = self._experts(real, ctx)
+        space, zca, augment = ms.space, ms.zca, ms.augment
         images, labels = init_synthetic(space, ipc, cfg.init, ctx.generator)
         syn, _, alpha, stats = match_trajectories(ctx, self.name, cfg.settings(), trajectories, cfg.arch,
                                                   images, labels, augment)

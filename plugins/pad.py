@@ -26,7 +26,7 @@ import torch
 import benchsuite
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.difficulty import DifficultySchedule, easy_to_hard, el2n
-from benchsuite.ops.experts import train_epochs
+from benchsuite.training import train_epochs
 from benchsuite.ops.matching import published_dsa_strategy
 from benchsuite.ops.sampling import init_synthetic
 from benchsuite.ops.trajectory import MASKS, UNROLL_MODES, ParamLayout
@@ -183,10 +183,11 @@ class PAD(benchsuite.Method):
         return budget_config(cls.name, protocol.budget, SMOKE, lambda: paper_config(dataset, ipc),
                              lambda: quick_config(dataset, ipc))
 
-    def distill(self, real, ipc, ctx):
+    def _experts(self, real, ctx):
+        """The difficulty-scheduled experts (EL2N scoring runs only when one must be trained)."""
         cfg = self.config
         ms = MethodSpace.of(real, ctx, cfg)
-        space, zca, augment, data = ms.space, ms.zca, ms.augment, ms.expert_data
+        data, augment = ms.expert_data, ms.augment
         schedule = cfg.difficulty_schedule() if cfg.schedule else None
         scoring = {"score": "el2n", "models": cfg.el2n_models, "epochs": cfg.el2n_epochs}
 
@@ -195,7 +196,17 @@ class PAD(benchsuite.Method):
 
         store, trajectories = load_experts(
             ctx, data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=augment,
-            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch, schedule=schedule, schedule_info=scoring, order=order)
+            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch,
+            schedule=schedule, schedule_info=scoring, order=order)
+        return ms, store, trajectories
+
+    def prepare(self, real, ipc, ctx):
+        return {"experts": self._experts(real, ctx)[1].describe()}
+
+    def distill(self, real, ipc, ctx):
+        cfg = self.config
+        ms, store, trajectories = self._experts(real, ctx)
+        space, zca, augment = ms.space, ms.zca, ms.augment
         images, labels, init_info = self._init(space, ipc, ctx, trajectories)
         targets = labels
         if cfg.soft_labels:

@@ -95,7 +95,7 @@ def test_repeated_ipcs_and_seeds_run_once_with_a_note(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "note: --ipc repeats values; running each once: 1,2" in err
     assert "note: --seeds repeats values; running each once: 0" in err
-    assert sorted(r["ipc"] for r in read_records(tmp_path / "r")) == [1, 2]
+    assert sorted(r.ipc for r in read_records(tmp_path / "r")) == [1, 2]
 
 
 EXITING = textwrap.dedent('''
@@ -135,16 +135,16 @@ def exiting(tmp_path):
 
 def test_a_plugin_calling_sys_exit_fails_its_cell_only(tmp_path, exiting, capsys):
     assert run(tmp_path, "--ipc", "1", methods="quitter,random", plugins_dir=exiting) == 1
-    records = {r["method"]: r for r in read_records(tmp_path / "results")}
-    assert records["random"]["status"] == "ok"
-    assert records["quitter"]["status"] == "error" and records["quitter"]["error"]["type"] == "SystemExit"
-    assert "sys.exit(3)" in records["quitter"]["error"]["message"]
+    records = {r.method: r for r in read_records(tmp_path / "results")}
+    assert records["random"].status == "ok"
+    assert records["quitter"].status == "error" and records["quitter"].error.type == "SystemExit"
+    assert "sys.exit(3)" in records["quitter"].error.message
     assert "failed: quitter" in capsys.readouterr().err
 
 
 def test_ctrl_c_stops_the_sweep_and_keeps_finished_records(tmp_path, exiting, capsys):
     assert run(tmp_path, "--ipc", "1", methods="random,interrupted", plugins_dir=exiting) == 130
-    assert [r["method"] for r in read_records(tmp_path / "results")] == ["random"]
+    assert [r.method for r in read_records(tmp_path / "results")] == ["random"]
     assert "interrupted; finished records are kept" in capsys.readouterr().err
 
 

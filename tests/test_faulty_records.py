@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from benchsuite.api import SyntheticSet
 from benchsuite.locks import cell_lock
 from benchsuite.plugins import get_plugin_manager
 from benchsuite.protocol import load_protocol
-from benchsuite.records import append_record, read_records, record_key
+from benchsuite.records import SCHEMA_VERSION, append_record, read_records
 from benchsuite.report import write_report
 from benchsuite.runner import RunOptions, Runner
 from conftest import run_cli
@@ -44,7 +43,7 @@ def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path, caplog):
     path.write_bytes(data[: len(data) - 25])  # the writer of "b" was killed mid-line
     append_record(tmp_path, record("c"))
     with caplog.at_level(logging.WARNING, "benchsuite"):
-        assert [r["method"] for r in read_records(tmp_path)] == ["a", "c"]
+        assert [r.method for r in read_records(tmp_path)] == ["a", "c"]
     assert "line 2" in caplog.text and "not valid JSON" in caplog.text
 
 
@@ -54,7 +53,7 @@ def test_junk_lines_are_skipped_with_one_warning_per_file_and_never_rewritten(tm
                + _line(record("b", ipc="1")) + _line(record("c", status="finished")) + _line(record("d")))
     path.write_bytes(content)
     with caplog.at_level(logging.WARNING, "benchsuite"):
-        assert [r["method"] for r in read_records(tmp_path)] == ["a", "d"]
+        assert [r.method for r in read_records(tmp_path)] == ["a", "d"]
     warnings = [r for r in caplog.records if "not run records" in r.getMessage()]
     assert len(warnings) == 1
     message = warnings[0].getMessage()
@@ -81,12 +80,12 @@ def test_run_and_report_go_on_past_junk_lines(tmp_path, caplog):
 
 
 def test_a_record_of_an_unknown_schema_version_is_not_ranked(tmp_path, caplog):
-    (tmp_path / "records.jsonl").write_bytes(_line(record("dm")) + _line(record("future", schema_version=2)))
+    (tmp_path / "records.jsonl").write_bytes(_line(record("dm")) + _line(record("future", schema_version=SCHEMA_VERSION + 1)))
     with caplog.at_level(logging.WARNING, "benchsuite"):
         board, _, summary = write_report(tmp_path)
     assert set(summary["method"]) == {"dm"}
     assert "future" not in board.read_text()
-    assert "records.jsonl" in caplog.text and "line 2: schema_version 2" in caplog.text
+    assert "records.jsonl" in caplog.text and f"line 2: schema_version {SCHEMA_VERSION + 1}" in caplog.text
 
 
 def test_a_nan_record_is_refused_by_the_writer(tmp_path):
@@ -151,15 +150,15 @@ def test_a_cell_another_run_holds_is_waited_for_then_run_once(tmp_path):
     worker.start()
     deadline = time.time() + 120
     while time.time() < deadline:  # herding (not held) finishes while random waits
-        if any(r["method"] == "herding" for r in read_records(runner.results_dir, warn=False)):
+        if any(r.method == "herding" for r in read_records(runner.results_dir, warn=False)):
             break
         time.sleep(0.05)
-    assert not any(r["method"] == "random" for r in read_records(runner.results_dir, warn=False))
+    assert not any(r.method == "random" for r in read_records(runner.results_dir, warn=False))
     held.release()
     worker.join(timeout=120)
     summary = box["summary"]
     assert summary.waited == 1 and summary.ok_records == 2
-    assert sorted(r["method"] for r in read_records(runner.results_dir)) == ["herding", "random"]
+    assert sorted(r.method for r in read_records(runner.results_dir)) == ["herding", "random"]
 
 
 def test_two_runs_into_one_folder_never_duplicate_a_record(tmp_path):
@@ -171,5 +170,5 @@ def test_two_runs_into_one_folder_never_duplicate_a_record(tmp_path):
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    keys = [record_key(r) for r in read_records(results)]
+    keys = [r.key for r in read_records(results)]
     assert len(keys) == 6 and len(set(keys)) == 6, "each cell ran exactly once"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import benchsuite
 from benchsuite.plugins import bundled_plugin_dirs
-from benchsuite.records import code_digest, source_digest
+from benchsuite.provenance import code_digest, source_digest
 
 
 def tree(base, files):

@@ -65,11 +65,11 @@ def test_records_have_every_field_and_artifacts_reload(tmp_path):
     records = read_records(tmp_path / "results")
     assert len(records) == 4
     for r in records:
-        assert REQUIRED <= set(r), REQUIRED - set(r)
-        assert r["status"] == "ok" and r["accuracy"]["n"] == 1 and 0 <= r["accuracy"]["mean"] <= 100
-        syn, meta = SyntheticSet.load(Path(r["artifact"]))
-        assert syn.images.shape[0] == 10 * r["ipc"] and meta["method"] == r["method"]
-        assert r["storage_bytes"] == syn.images.numel() * 4
+        assert REQUIRED <= set(r.to_json()), REQUIRED - set(r.to_json())
+        assert r.status == "ok" and r.accuracy.n == 1 and 0 <= r.accuracy.mean <= 100
+        syn, meta = SyntheticSet.load(Path(r.artifact))
+        assert syn.images.shape[0] == 10 * r.ipc and meta["method"] == r.method
+        assert r.storage_bytes == syn.images.numel() * 4
 
 
 def test_rerun_skips_done_cells_and_force_reruns(tmp_path):
@@ -89,10 +89,10 @@ def test_adding_an_eval_arch_reuses_the_saved_sets_and_evaluates_only_the_new_ar
     wider = Runner(get_plugin_manager(entry_points=False), protocol, options).run(["herding"])
     assert wider.ok_records == 2 and wider.skipped == 0
     records = read_records(tmp_path / "results")
-    new = [r for r in records if r["arch"] == "mlp"]
+    new = [r for r in records if r.arch == "mlp"]
     assert len(records) == 4 and len(new) == 2
-    assert all(r["reused_artifact"] for r in new)
-    assert len({r["protocol_hash"] for r in records}) == 1
+    assert all(r.reused_artifact for r in new)
+    assert len({r.protocol_hash for r in records}) == 1
     assert len(list((tmp_path / "results" / "artifacts").iterdir())) == 1
 
 
@@ -102,10 +102,10 @@ def test_failing_cell_becomes_error_record_and_sweep_goes_on(tmp_path):
     plugins = get_plugin_manager([tmp_path / "plug"], entry_points=False)
     summary = _runner(tmp_path, plugins=plugins).run(["exploding", "random"])
     assert summary.error_records == 2 and summary.ok_records == 2
-    errors = [r for r in read_records(tmp_path / "results") if r["status"] == "error"]
-    assert {r["method"] for r in errors} == {"exploding"}
-    assert "NaN at iteration 3" in errors[0]["error"]["message"]
-    assert errors[0]["error"]["type"] == "MethodError"
+    errors = [r for r in read_records(tmp_path / "results") if r.status == "error"]
+    assert {r.method for r in errors} == {"exploding"}
+    assert "NaN at iteration 3" in errors[0].error.message
+    assert errors[0].error.type == "MethodError"
 
 
 def test_unknown_dataset_fails_before_any_work(tmp_path):
@@ -136,11 +136,11 @@ def test_killed_run_resumes_without_redoing_finished_cells(tmp_path):
     proc.wait()
     before = read_records(results)
     assert 1 <= len(before) < 6, "the kill should land mid-sweep"
-    done_before = {(r["method"], r["ipc"]) for r in before}
+    done_before = {(r.method, r.ipc) for r in before}
 
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     after = read_records(results)
-    keys = [(r["method"], r["ipc"]) for r in after]
+    keys = [(r.method, r.ipc) for r in after]
     assert sorted(set(keys)) == sorted({(m, i) for m in ("random", "kcenter", "herding") for i in (1, 2)})
     assert len(keys) == len(set(keys)), "finished cells must not be recomputed"
     assert done_before <= set(keys)
@@ -150,4 +150,4 @@ def test_torn_last_line_is_ignored(tmp_path):
     whole = {"schema_version": 1, "protocol_hash": "h", "method": "a", "dataset": "d", "ipc": 1, "arch": "convnet",
              "seed": 0, "status": "error"}
     (tmp_path / "records.jsonl").write_text(json.dumps(whole) + "\n" + '{"method": "b", "sta')
-    assert [r["method"] for r in read_records(tmp_path)] == ["a"]
+    assert [r.method for r in read_records(tmp_path)] == ["a"]

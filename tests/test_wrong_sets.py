@@ -108,12 +108,12 @@ def test_sets_that_break_the_contract_become_error_records_and_are_never_ranked(
     protocol = load_protocol("smoke").with_overrides(ipcs=[1], eval={"epochs": 1})
     summary = Runner(plugins, protocol, _options(tmp_path)).run([*RULES, "honest"])
     assert summary.error_records == len(RULES) and summary.ok_records == 1
-    records = {r["method"]: r for r in read_records(tmp_path / "results")}
+    records = {r.method: r for r in read_records(tmp_path / "results")}
     for method, rule in RULES.items():
-        assert records[method]["status"] == "error", method
-        assert records[method]["error"]["type"] == "ContractError"
-        assert f"contract rule '{rule}'" in records[method]["error"]["message"], records[method]["error"]["message"]
-    assert records["honest"]["status"] == "ok"
+        assert records[method].status == "error", method
+        assert records[method].error.type == "ContractError"
+        assert f"contract rule '{rule}'" in records[method].error.message, records[method].error.message
+    assert records["honest"].status == "ok"
     saved = {p.parent.name for p in (tmp_path / "results" / "artifacts").rglob("*.pt")}
     assert saved == {"honest"}, "a set that breaks the contract is never saved"
     from benchsuite.report import write_report
@@ -131,11 +131,11 @@ def test_a_nan_learned_lr_does_not_crash_the_rerun(tmp_path, bad_plugins):
     assert run_cli(*args) == 1
     assert run_cli(*args) == 1  # the bad cell is tried again and fails the same way, no crash
     strict_json_lines(tmp_path / "r" / "records.jsonl")
-    assert [r["status"] for r in read_records(tmp_path / "r") if r["method"] == "nan-lr"] == ["error", "error"]
+    assert [r.status for r in read_records(tmp_path / "r") if r.method == "nan-lr"] == ["error", "error"]
 
 
 def test_a_nan_accuracy_becomes_an_error_record(tmp_path, monkeypatch):
-    import benchsuite.runner as runner_module
+    import benchsuite.cell as runner_module
 
     real_evaluate = runner_module.evaluate_synset
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import torch
 
 from benchsuite.api import SyntheticSet
-from benchsuite.data import DataSources, builtin_entry, load_dataset
 from benchsuite.evaluate import evaluate_synset
 from benchsuite.modeling import model_factory
 from benchsuite.ops.priors import PriorConfig, PriorStore
-from benchsuite.plugins import get_plugin_manager
+from benchsuite.probe import load_data
 from benchsuite.progress import Progress
 from benchsuite.protocol import load_protocol
 
@@ -28,10 +27,8 @@ dataset = sys.argv[1] if len(sys.argv) > 1 else "fashionmnist"
 cfg = PriorConfig(**json.loads(sys.argv[2])) if len(sys.argv) > 2 else PriorConfig()
 per_class = int(sys.argv[3]) if len(sys.argv) > 3 else 100
 cache = Path(os.environ.get("BENCHSUITE_CACHE", ".cache/benchsuite"))
-pm = get_plugin_manager(entry_points=False)
-entry = builtin_entry(dataset)
-data = load_dataset(entry, DataSources(root=Path(os.environ.get("BENCHSUITE_DATA", "../shared/data")), allow_download=False),
-                    cache, torch.device("cpu"))
+data, pm = load_data(dataset, cache_dir=cache, allow_download=False)
+entry = pm.datasets.get(dataset)
 store = PriorStore(cache, dataset, data.train, cfg, seed=0)
 t0 = time.perf_counter()
 prior = store.ensure(Progress("prior"))

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchsuite import atomic
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.dsa import DSA
-from benchsuite.ops.matching import forward_chunk, has_batchnorm
 from benchsuite.ops.trajectory import ParamLayout
+from benchsuite.training import train_epochs
 
 __all__ = ["ExpertSpec", "ExpertStore", "train_epochs", "train_expert", "data_fingerprint"]
 
@@ -87,40 +86,6 @@ class ExpertSpec:
     def expert_seed(self, index: int) -> int:
         digest = hashlib.sha256(f"{self.key}:{index}".encode()).digest()
         return int.from_bytes(digest[:8], "little") >> 2
-
-
-def train_epochs(model: nn.Module, data: LabeledData, opt: torch.optim.Optimizer, epochs: int, batch_size: int,
-                 generator: torch.Generator, augment: DSA | None = None,
-                 visible: Callable[[int], Tensor] | None = None,
-                 on_epoch: Callable[[int], None] | None = None,
-                 on_step: Callable[[], None] | None = None) -> None:
-    """Plain minibatch training, ``epochs`` passes over ``visible(epoch)`` (default: all samples).
-
-    On the CPU each minibatch's gradient is accumulated over chunks of 16 images: the same mean
-    gradient for networks without BatchNorm (per-sample outputs), measurably faster there
-    (:func:`~benchsuite.ops.matching.forward_chunk`).
-    """
-    model.train()
-    chunk = None if has_batchnorm(model) else forward_chunk(data.device, data.image_shape)
-    everything = torch.arange(len(data))
-    for epoch in range(epochs):
-        idx = visible(epoch).cpu() if visible is not None else everything
-        perm = idx[torch.randperm(len(idx), generator=generator)].to(data.device)
-        for batch in perm.split(batch_size):
-            x, y = data.images[batch], data.labels[batch]
-            if augment is not None:
-                x = augment(x, generator)
-            opt.zero_grad(set_to_none=True)
-            if chunk is None or len(x) <= chunk:
-                F.cross_entropy(model(x), y).backward()
-            else:
-                for xc, yc in zip(x.split(chunk), y.split(chunk)):
-                    (F.cross_entropy(model(xc), yc, reduction="sum") / len(x)).backward()
-            opt.step()
-            if on_step is not None:
-                on_step()
-        if on_epoch is not None:
-            on_epoch(epoch)
 
 
 def train_expert(model: nn.Module, data: LabeledData, spec: ExpertSpec, generator: torch.Generator,

@@ -137,6 +137,19 @@ def resolve_prior(cfg: LatentConfig, real: LabeledData, ctx: RunContext) -> Prio
     return store.ensure(ctx.progress)
 
 
+def prepare_caches(cfg: LatentConfig, real: LabeledData, ctx: RunContext) -> dict:
+    """Build the prior (and, for the MTT objective, the experts) a latent method reads from the
+    cache, without distilling."""
+    out = {"prior": resolve_prior(cfg, real, ctx).describe()}
+    if cfg.objective == "mtt":
+        ms = MethodSpace.of(real, ctx, cfg)
+        store, _ = load_experts(
+            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=ms.augment,
+            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
+        out["experts"] = store.describe()
+    return out
+
+
 def check_layer(layer: int, prior: Prior) -> None:
     if layer >= prior.generator.num_layers:
         raise ConfigError(f"layer {layer} is past the prior's last synthesis layer "

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from benchsuite.api import LabeledData
-from benchsuite.evaluate import train_model
 from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import (
     classwise_mean_embedding_distance,
@@ -28,6 +27,7 @@ from benchsuite.ops.matching import (
     siamese_per_class,
 )
 from benchsuite.ops.sampling import sample_classes
+from benchsuite.training import train_model
 
 __all__ = ["DCStepSettings", "freeze_bn_statistics", "match_step", "dc_outer_step", "dm_step"]
 

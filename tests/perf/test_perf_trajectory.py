@@ -15,7 +15,7 @@ import torch
 from benchsuite.measure import _rss_bytes, measure
 from benchsuite.modeling import model_factory
 from benchsuite.ops.dsa import DSA
-from benchsuite.ops.experts import train_epochs
+from benchsuite.training import train_epochs
 from benchsuite.ops.trajectory import FunctionalStudent, ParamLayout, plan_steps, unroll_backward
 from benchsuite.plugins import get_plugin_manager
 from perf_data import fashionmnist

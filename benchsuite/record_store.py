@@ -1,0 +1,37 @@
+"""The built-in record store: a plugin on the run hooks, registered like any other.
+
+It appends and fsyncs each record as it arrives (first among the ``record_ready`` observers) and
+answers ``pending_archs`` from the file, which is what makes a rerun resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchsuite.errors import BenchsuiteError
+from benchsuite.hookspecs import hookimpl
+from benchsuite.records import append_record, latest_records, read_records
+
+
+class RecordStoreError(BenchsuiteError):
+    """The store could not write a record (disk full, permissions): the run stops."""
+
+
+class RecordStore:
+    """Appends records to ``<results>/records.jsonl``; answers which archs a cell still needs."""
+
+    def __init__(self, results_dir: Path) -> None:
+        self.results_dir = Path(results_dir)
+
+    @hookimpl(tryfirst=True)
+    def record_ready(self, record: dict[str, Any]) -> None:
+        try:
+            append_record(self.results_dir, record)
+        except (OSError, ValueError) as exc:
+            raise RecordStoreError(f"could not append a record to {self.results_dir / 'records.jsonl'}: {exc}") from exc
+
+    @hookimpl
+    def pending_archs(self, cell: Any, archs: list[str], protocol_hash: str) -> list[str]:
+        done = {r.key for r in latest_records(read_records(self.results_dir, warn=False)) if r.status == "ok"}
+        return [a for a in archs if (protocol_hash, cell.method, cell.dataset, cell.ipc, a, cell.seed) not in done]
