@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -220,6 +220,15 @@ class RunContext:
 MethodKind = Literal["distill", "select"]
 
 
+def check_override_names(method: str, config: Any, overrides: Mapping[str, Any]) -> None:
+    """The one check of ``--set`` names: every key is a field of the method's Config."""
+    known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        shown = unknown[0] if len(unknown) == 1 else unknown
+        raise ConfigError(f"method {method!r} has no hyperparameter {shown!r}; known: {sorted(known)}")
+
+
 class Method(abc.ABC):
     """A dataset distillation (or selection) method.
 
@@ -240,26 +249,32 @@ class Method(abc.ABC):
     # conformance test then asserts balanced classes and storage within IPC images' worth of floats
     # instead of exactly IPC images per class.
     container: ClassVar[bool] = False
+    # The hyperparameter tables, as data: protocol budget ("smoke", "quick", "paper") -> a function
+    # (dataset, ipc, protocol) -> Config, each documenting where its values come from. Empty: the
+    # Config's defaults for every budget.
+    budgets: ClassVar[Mapping[str, Callable[[str, int, "Protocol"], Any]]] = {}
 
     def __init__(self, config: Any) -> None:
         self.config = config
 
     @classmethod
     def config_for(cls, dataset: str, ipc: int, protocol: "Protocol") -> Any:
-        """Default hyperparameters for this cell; override to give per-dataset/IPC tables."""
-        return cls.Config()
+        """Default hyperparameters for this cell: the entry of :attr:`budgets` for the protocol's
+        budget (the Config's defaults when the method has no tables)."""
+        if not cls.budgets:
+            return cls.Config()
+        build = cls.budgets.get(protocol.budget)
+        if build is None:
+            raise ConfigError(f"{cls.name} has no hyperparameters for budget {protocol.budget!r}; it has "
+                              f"{', '.join(sorted(cls.budgets))}")
+        return build(dataset, ipc, protocol)
 
     @classmethod
     def resolve_config(cls, dataset: str, ipc: int, protocol: "Protocol", overrides: dict[str, Any] | None = None) -> Any:
         """``config_for`` with user overrides applied; unknown keys are an error, not silently ignored."""
         config = cls.config_for(dataset, ipc, protocol)
         if overrides:
-            known = {f.name for f in dataclasses.fields(config)}
-            unknown = sorted(set(overrides) - known)
-            if unknown:
-                raise ConfigError(
-                    f"method {cls.name!r} has no hyperparameter(s) {unknown}; known: {sorted(known)}"
-                )
+            check_override_names(cls.name, config, overrides)
             config = dataclasses.replace(config, **overrides)
         if dataclasses.is_dataclass(config):
             # NaN or infinity is never a meaningful hyperparameter, whatever a method checks itself.

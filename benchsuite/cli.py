@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import textwrap
@@ -246,6 +245,7 @@ def _method_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Turn CLI strings into the types of each method's config fields."""
+    from benchsuite.api import check_override_names
     from benchsuite.protocol import coerce_like
 
     typed: dict[str, dict[str, Any]] = {}
@@ -253,10 +253,7 @@ def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str
         cls = plugins.methods.get(method)
         dataset = plugins.datasets.canonical(protocol.datasets[0])
         defaults = cls.config_for(dataset, protocol.ipcs[0], protocol)
-        fields = {f.name for f in dataclasses.fields(defaults)}
-        for k in values:
-            if k not in fields:
-                raise ConfigError(f"method {method!r} has no hyperparameter {k!r}; known: {sorted(fields)}")
+        check_override_names(method, defaults, values)
         typed[plugins.methods.canonical(method)] = {
             k: coerce_like(getattr(defaults, k), v, f"{method}.{k}") for k, v in values.items()
         }

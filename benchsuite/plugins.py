@@ -35,31 +35,60 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
-def _load_module_from_path(path: Path, source: str) -> ModuleType:
-    # A unique module name per file: plugin folders are not packages, and two folders may both
-    # hold a ``dc.py``.
+def _module_name(path: Path) -> str:
+    # A unique module name per file or folder: plugin folders are not packages, and two folders
+    # may both hold a ``dc.py``.
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-    mod_name = f"benchsuite_plugin_{path.stem}_{digest}"
+    return f"benchsuite_plugin_{path.stem}_{digest}"
+
+
+def _load_module_from_path(path: Path, source: str) -> ModuleType:
+    """Import a plugin: a ``name.py`` module, or a ``name/`` package (a folder with
+    ``__init__.py``, whose modules import each other relatively: a method family's own code)."""
+    mod_name = _module_name(path)
     if mod_name in sys.modules:
         return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(mod_name, path / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
-        raise PluginError(f"cannot load plugin file {path}")
+        raise PluginError(f"cannot load plugin {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        del sys.modules[mod_name]
+        for name in [m for m in sys.modules if m == mod_name or m.startswith(mod_name + ".")]:
+            del sys.modules[name]
         tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        raise PluginError(f"plugin {path} ({source}) failed to import: {tb}. Fix or remove that file.") from exc
+        raise PluginError(f"plugin {path} ({source}) failed to import: {tb}. Fix or remove it.") from exc
     return module
 
 
 def _plugin_files(folder: Path) -> list[Path]:
+    """The plugins of a folder: its ``*.py`` modules and its package subfolders (names starting
+    with ``_`` are skipped)."""
     if not folder.is_dir():
         raise PluginError(f"plugins folder {folder} does not exist")
-    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    modules = [p for p in folder.glob("*.py") if not p.name.startswith("_")]
+    packages = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+                and (p / "__init__.py").is_file()]
+    return sorted(modules + packages, key=lambda p: p.stem)
+
+
+def bundled_module(name: str) -> ModuleType:
+    """A module of a bundled method family by its dotted name under ``plugins/`` or
+    ``baselines/`` (``"glad.priors"``, ``"hmn"``), imported as the plugin loader imports it, so
+    its classes are the ones the registered methods use."""
+    head, _, rest = name.partition(".")
+    for folder in bundled_plugin_dirs():
+        for candidate in (folder / head, folder / f"{head}.py"):
+            if candidate.exists():
+                package = _load_module_from_path(candidate, "bundled")
+                return importlib.import_module(f"{package.__name__}.{rest}") if rest else package
+    raise PluginError(f"no bundled plugin {head!r}; the bundled ones are in {[str(d) for d in bundled_plugin_dirs()]}")
 
 
 class PluginSet:
@@ -79,7 +108,8 @@ class PluginSet:
         if bundled:
             for folder in bundled_plugin_dirs():
                 for path in _plugin_files(folder):
-                    self._register(_load_module_from_path(path, "bundled"), f"{folder.name}/{path.stem}", "bundled", str(path))
+                    self._register(_load_module_from_path(path, "bundled"), f"{folder.name}/{path.stem}", "bundled",
+                                   str(path))
         for folder in plugin_dirs:
             folder = Path(folder).expanduser()
             for path in _plugin_files(folder):

@@ -130,17 +130,9 @@ class DC(benchsuite.Method):
     Config = DCConfig
     description = "gradient matching on fresh random ConvNets (METHODS.md §2)"
     uses_dsa = False
-
-    @classmethod
-    def config_for(cls, dataset, ipc, protocol):
-        budget = protocol.budget
-        if budget == "paper":
-            return paper_config(dataset, ipc, cls.uses_dsa)
-        if budget == "quick":
-            return quick_config(dataset, ipc, cls.uses_dsa)
-        if budget == "smoke":
-            return smoke_config(dataset, ipc, cls.uses_dsa)
-        raise ConfigError(f"{cls.name} has no hyperparameters for budget {budget!r}; use smoke, quick or paper")
+    budgets = {"paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc, False),
+               "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc, False),
+               "smoke": lambda dataset, ipc, protocol: smoke_config(dataset, ipc, False)}
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
@@ -166,6 +158,9 @@ class DSAMethod(DC):
     name = "dsa"
     description = "DC with differentiable siamese augmentation and real init (METHODS.md §1.3, §2)"
     uses_dsa = True
+    budgets = {"paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc, True),
+               "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc, True),
+               "smoke": lambda dataset, ipc, protocol: smoke_config(dataset, ipc, True)}
 
 
 @benchsuite.hookimpl

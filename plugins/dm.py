@@ -67,6 +67,15 @@ def paper_config(dataset: str, ipc: int) -> DMConfig:
                     dsa_strategy=published_dsa_strategy(dataset))
 
 
+def quick_config(dataset: str, ipc: int) -> DMConfig:
+    """The published values with the quick iteration budget; IPCs outside the table take the
+    nearest measured entry (the cost barely depends on IPC)."""
+    paper = paper_config(dataset, ipc)
+    near = min(QUICK_ITERATIONS, key=lambda i: (abs(i - ipc), i))
+    return DMConfig(iterations=QUICK_ITERATIONS[near], lr_img=paper.lr_img, momentum_img=paper.momentum_img,
+                    batch_real=paper.batch_real, init=paper.init, dsa_strategy=paper.dsa_strategy)
+
+
 class DM(benchsuite.Method):
     name = "dm"
     version = "1"
@@ -74,21 +83,9 @@ class DM(benchsuite.Method):
     Config = DMConfig
     description = "distribution matching: class-mean embeddings under fresh random ConvNets (METHODS.md §3)"
 
-    @classmethod
-    def config_for(cls, dataset, ipc, protocol):
-        budget = protocol.budget
-        if budget == "smoke":
-            return SMOKE
-        paper = paper_config(dataset, ipc)
-        if budget == "paper":
-            return paper
-        if budget == "quick":
-            # IPCs outside the table take the nearest measured entry (the cost barely depends on IPC).
-            near = min(QUICK_ITERATIONS, key=lambda i: (abs(i - ipc), i))
-            return DMConfig(iterations=QUICK_ITERATIONS[near], lr_img=paper.lr_img,
-                            momentum_img=paper.momentum_img, batch_real=paper.batch_real,
-                            init=paper.init, dsa_strategy=paper.dsa_strategy)
-        raise ConfigError(f"dm has no hyperparameters for budget {budget!r}; use smoke, quick or paper")
+    budgets = {"smoke": lambda dataset, ipc, protocol: SMOKE,
+               "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),
+               "paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc)}
 
     def distill(self, real, ipc, ctx):
         cfg = self.config

@@ -23,7 +23,6 @@ from benchsuite.ops.trajectory_matching import (
     MTT_QUICK_EXPERTS,
     MatchSettings,
     MethodSpace,
-    budget_config,
     load_experts,
     match_trajectories,
     published_row,
@@ -122,10 +121,9 @@ class MTT(benchsuite.Method):
     Config = MTTConfig
     description = "trajectory matching: unrolled student steps vs cached expert trajectories, learned lr (METHODS.md §4)"
 
-    @classmethod
-    def config_for(cls, dataset, ipc, protocol):
-        return budget_config(cls.name, protocol.budget, SMOKE, lambda: paper_config(dataset, ipc),
-                             lambda: quick_config(dataset, ipc))
+    budgets = {"smoke": lambda dataset, ipc, protocol: SMOKE,
+               "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),
+               "paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc)}
 
     def _experts(self, real, ctx):
         cfg = self.config

@@ -34,7 +34,6 @@ from benchsuite.ops.trajectory_matching import (
     MatchSettings,
     MethodSpace,
     average_logits,
-    budget_config,
     correctly_classified,
     load_experts,
     match_trajectories,
@@ -178,10 +177,9 @@ class PAD(benchsuite.Method):
     Config = PADConfig
     description = "trajectory matching with difficulty-scheduled experts and shallow-layer masking (METHODS.md §6)"
 
-    @classmethod
-    def config_for(cls, dataset, ipc, protocol):
-        return budget_config(cls.name, protocol.budget, SMOKE, lambda: paper_config(dataset, ipc),
-                             lambda: quick_config(dataset, ipc))
+    budgets = {"smoke": lambda dataset, ipc, protocol: SMOKE,
+               "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),
+               "paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc)}
 
     def _experts(self, real, ctx):
         """The difficulty-scheduled experts (EL2N scoring runs only when one must be trained)."""

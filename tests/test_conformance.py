@@ -52,3 +52,23 @@ def test_same_seed_same_set_and_global_rng_untouched(plugins, name, synthetic, s
     b = _distill(plugins, name, synthetic, smoke, make_ctx, 2, seed=7)
     assert torch.equal(torch.get_rng_state(), state), "methods must not use the global RNG"
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_hyperparameter_tables_are_data_on_the_method_class(plugins, name):
+    """Budgets are a table (budget -> config builder), not a config_for written per method."""
+    cls = plugins.methods.get(name)
+    assert not any("config_for" in vars(k) for k in cls.__mro__ if k.__module__ != "benchsuite.api"), name
+    if cls.budgets:
+        assert set(cls.budgets) == {"smoke", "quick", "paper"}, name
+
+
+def test_a_budget_without_a_table_is_a_clear_error(plugins, smoke):
+    import dataclasses
+
+    from benchsuite.errors import ConfigError
+
+    weird = dataclasses.replace(smoke, budget="quick")
+    object.__setattr__(weird, "budget", "huge")  # a budget no method has a table for
+    with pytest.raises(ConfigError, match="dm has no hyperparameters for budget 'huge'; it has paper, quick, smoke"):
+        plugins.methods.get("dm").config_for("synthetic", 1, weird)

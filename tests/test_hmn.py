@@ -9,16 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite.errors import ConfigError
-from benchsuite.ops.hmn import (
-    HierarchicalMemory,
-    MemoryLayout,
-    area_under_margin,
-    budget_floats,
-    double_end_prune,
-    instances_per_class,
-    margins,
-)
 from benchsuite.ops.matching import gradient_distance
+from benchsuite.plugins import bundled_module
+
+_memory = bundled_module("hmn.memory")  # the HMN family's own code, in plugins/hmn/
+HierarchicalMemory, MemoryLayout, margins = _memory.HierarchicalMemory, _memory.MemoryLayout, _memory.margins
+area_under_margin, budget_floats = _memory.area_under_margin, _memory.budget_floats
+double_end_prune, instances_per_class = _memory.double_end_prune, _memory.instances_per_class
 
 SMALL = MemoryLayout(4, 2, 1, 4, 1, 12)
 LARGE = MemoryLayout(8, 4, 3, 8, 3, 32)

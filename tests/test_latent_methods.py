@@ -10,7 +10,11 @@ import torch
 
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError
-from benchsuite.ops.latent_distill import FeatureDistance, block_features, distill_glad, distill_hpd, resolve_prior
+from benchsuite.plugins import bundled_module
+
+_latent = bundled_module("glad.latent_distill")  # the GLaD family's own code, in plugins/glad/
+FeatureDistance, block_features, resolve_prior = _latent.FeatureDistance, _latent.block_features, _latent.resolve_prior
+distill_glad, distill_hpd = _latent.distill_glad, _latent.distill_hpd
 
 
 def _cfg(plugins, smoke, name, **changes):

@@ -87,3 +87,28 @@ def test_duplicate_method_name_names_both_plugins(tmp_path):
 def test_missing_folder_is_an_error(tmp_path):
     with pytest.raises(PluginError, match="does not exist"):
         get_plugin_manager([tmp_path / "nope"], entry_points=False)
+
+
+def test_a_package_plugin_keeps_its_family_code_in_its_own_modules(tmp_path):
+    """A method family ships as a folder with ``__init__.py`` whose modules import each other
+    relatively (as plugins/glad/ and plugins/hmn/ do)."""
+    family = tmp_path / "plug" / "family"
+    family.mkdir(parents=True)
+    (family / "core.py").write_text("SCALE = 0.5\n")
+    (family / "__init__.py").write_text(METHOD_PLUGIN.format(name="family-mean").replace(
+        "import benchsuite\n", "import benchsuite\nfrom .core import SCALE\n").replace(
+        "scale: float = 1.0", "scale: float = SCALE"))
+    (tmp_path / "plug" / "_private").mkdir()  # folders starting with _ are not plugins
+    pm = get_plugin_manager([tmp_path / "plug"], entry_points=False)
+    assert pm.methods.get("family-mean").Config().scale == 0.5
+    assert any(name.endswith("/family") for name in pm.infos)
+
+
+def test_bundled_families_are_package_plugins():
+    from benchsuite.plugins import bundled_module
+
+    pm = get_plugin_manager(entry_points=False)
+    glad = bundled_module("glad")
+    assert pm.methods.get("glad-dm").__module__ == glad.__name__
+    assert bundled_module("glad.priors").PriorStore is sys.modules[f"{glad.__name__}.priors"].PriorStore
+    assert pm.methods.get("hmn").__module__ == bundled_module("hmn").__name__

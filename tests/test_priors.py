@@ -8,8 +8,11 @@ import torch.nn.functional as F
 
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
-from benchsuite.ops import priors
-from benchsuite.ops.priors import ModulatedConv, PriorConfig, PriorStore, StyleGenerator, synthesis_sizes, train_prior
+from benchsuite.plugins import bundled_module
+
+priors = bundled_module("glad.priors")  # the GLaD family's own code, in plugins/glad/
+ModulatedConv, PriorConfig, PriorStore = priors.ModulatedConv, priors.PriorConfig, priors.PriorStore
+StyleGenerator, synthesis_sizes, train_prior = priors.StyleGenerator, priors.synthesis_sizes, priors.train_prior
 
 TINY = PriorConfig(z_dim=8, w_dim=8, mapping_layers=2, channels=8, steps=3, batch=8, ema_half_life=2)
 
@@ -137,7 +140,7 @@ def test_bad_prior_configs_are_config_errors():
 
 # ------------------------------------------------------------------ latents (GLaD / H-PD)
 
-from benchsuite.ops.latents import LatentImages, LatentSet  # noqa: E402
+LatentImages, LatentSet = bundled_module("glad.latents").LatentImages, bundled_module("glad.latents").LatentSet
 
 
 def _latents(layer=1, n=7, chunk=3, transform=None):

@@ -12,8 +12,10 @@ import torch
 
 from benchsuite.api import LabeledData, SyntheticSet
 from benchsuite.errors import ArtifactError, MethodError
-from benchsuite.ops import priors
-from benchsuite.ops.priors import PriorConfig, PriorStore, StyleGenerator
+from benchsuite.plugins import bundled_module
+
+priors = bundled_module("glad.priors")
+PriorConfig, PriorStore, StyleGenerator = priors.PriorConfig, priors.PriorStore, priors.StyleGenerator
 
 REPO = Path(__file__).resolve().parent.parent
 SCANNED = ("benchsuite", "plugins", "baselines", "tools")

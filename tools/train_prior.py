@@ -18,11 +18,13 @@ import torch
 from benchsuite.api import SyntheticSet
 from benchsuite.evaluate import evaluate_synset
 from benchsuite.modeling import model_factory
-from benchsuite.ops.priors import PriorConfig, PriorStore
+from benchsuite.plugins import bundled_module
 from benchsuite.probe import load_data
 from benchsuite.progress import Progress
 from benchsuite.protocol import load_protocol
 
+priors = bundled_module("glad.priors")
+PriorConfig, PriorStore = priors.PriorConfig, priors.PriorStore
 dataset = sys.argv[1] if len(sys.argv) > 1 else "fashionmnist"
 cfg = PriorConfig(**json.loads(sys.argv[2])) if len(sys.argv) > 2 else PriorConfig()
 per_class = int(sys.argv[3]) if len(sys.argv) > 3 else 100

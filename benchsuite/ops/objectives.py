@@ -1,10 +1,10 @@
 """The per-step objectives of DC/DSA and DM, shared by the pixel methods (``plugins/dc.py``,
 ``plugins/dm.py``) and the methods that optimise another parameterisation through the same
-objectives (GLaD, H-PD: ``benchsuite/ops/latents.py``). METHODS.md §2–3.
+objectives (GLaD, H-PD: ``plugins/glad/latents.py``). METHODS.md §2–3.
 
 Each step takes the synthetic images as a leaf tensor and an optimiser-like object with
 ``zero_grad()`` and ``step()``: a pixel method passes its SGD over the pixels; a latent method
-passes :class:`~benchsuite.ops.latents.LatentImages`, whose ``step`` carries the image gradient
+passes the GLaD family's ``LatentImages``, whose ``step`` carries the image gradient
 back into the latents.
 """
 

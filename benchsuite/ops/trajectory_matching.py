@@ -35,7 +35,7 @@ from benchsuite.ops.trajectory import (
 )
 from benchsuite.ops.zca import ZCA, fit_zca
 
-__all__ = ["MatchSettings", "MethodSpace", "budget_config", "published_row", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound",
+__all__ = ["MatchSettings", "MethodSpace", "published_row", "whiten", "expert_subset", "load_experts", "match_trajectories", "start_epoch_bound",
            "PixelImages", "TrajectoryMatcher", "MTT_QUICK", "MTT_QUICK_EXPERTS"]
 
 
@@ -113,14 +113,6 @@ def whiten(real: LabeledData, zca_eps: float | None) -> tuple[LabeledData, ZCA |
         return real, None
     zca = fit_zca(real.images, zca_eps)
     return LabeledData(zca.apply(real.images), real.labels, real.num_classes, real.spec), zca
-
-
-def budget_config(method: str, budget: str, smoke, paper: Callable[[], object], quick: Callable[[], object]):
-    """A trajectory method's config for a protocol budget (``paper``/``quick`` built on demand)."""
-    builders = {"smoke": lambda: smoke, "paper": paper, "quick": quick}
-    if budget in builders:
-        return builders[budget]()
-    raise ConfigError(f"{method} has no hyperparameters for budget {budget!r}; use smoke, quick or paper")
 
 
 def published_row(table: dict[tuple[str, int], tuple], dataset: str, ipc: int, source: str) -> tuple[tuple, str]:
@@ -208,7 +200,7 @@ def load_experts(ctx: RunContext, data: LabeledData, arch: str | None, *, count:
 
 class PixelImages:
     """The synthetic images as learned pixels: a leaf tensor and SGD with momentum over it. Latent
-    parameterisations (``ops.latents.LatentImages``) offer the same ``images``/``zero_grad``/``step``,
+    parameterisations (``plugins/glad/latents.py``, ``LatentImages``) offer the same ``images``/``zero_grad``/``step``,
     so the loop below optimises either."""
 
     def __init__(self, images: Tensor, lr: float, momentum: float):

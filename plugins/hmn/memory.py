@@ -34,7 +34,7 @@ __all__ = ["MemoryLayout", "HierarchicalMemory", "instances_per_class", "budget_
 
 @dataclass(frozen=True)
 class MemoryLayout:
-    """Channel sizes of the container (documented per dataset and IPC in ``plugins/hmn.py``)."""
+    """Channel sizes of the container (documented per dataset and IPC in ``__init__.py`` beside this module)."""
 
     dataset_channels: int      # c_d
     class_channels: int        # c_c

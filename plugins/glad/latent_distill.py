@@ -1,7 +1,7 @@
 """Distillation in a generator's latent space: the loops of GLaD (METHODS.md §5) and H-PD (§8).
 
-Both optimise a :class:`~benchsuite.ops.latents.LatentSet` (W+ codes and F_k per image) under a
-pixel method's objective, reused unchanged through :class:`~benchsuite.ops.latents.LatentImages`
+Both optimise a ``latents.LatentSet`` (W+ codes and F_k per image) under a
+pixel method's objective, reused unchanged through ``latents.LatentImages``
 (GLaD's two-stage, chunked backward): DC's and DM's steps from ``ops/objectives.py``, MTT's
 iteration from ``ops/trajectory_matching.py`` (:class:`TrajectoryMatcher`, the same experts and
 student as ``mtt``). For MTT the rendered images pass through the experts' ZCA whitening when they
@@ -18,7 +18,7 @@ suite back-propagates through the whole unroll exactly, with per-step recomputat
   smallest class-relevant feature distance, push F one layer deeper with the generator's own
   layer, and repeat to the last synthesis layer.
 
-The prior is the suite's own style-based generator (``ops/priors.py``), trained on the dataset on
+The prior is the suite's own style-based generator (``priors.py``), trained on the dataset on
 first use and cached, or a checkpoint the user passes (``prior_path``).
 """
 
@@ -35,14 +35,26 @@ from torch import Tensor, nn
 from benchsuite.api import LabeledData, RunContext
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.dsa import DSA
-from benchsuite.ops.latents import LatentImages, LatentSet
-from benchsuite.ops.matching import METRICS, LossMonitor, embed_chunked, forward_chunk, make_augment
+from benchsuite.ops.matching import (
+    METRICS,
+    LossMonitor,
+    embed_chunked,
+    forward_chunk,
+    make_augment,
+)
 from benchsuite.ops.objectives import dc_outer_step, dm_step
-from benchsuite.ops.priors import Prior, PriorConfig, PriorStore
 from benchsuite.ops.sampling import sample_classes
 from benchsuite.ops.trajectory import UNROLL_MODES
-from benchsuite.ops.trajectory_matching import MatchSettings, MethodSpace, TrajectoryMatcher, load_experts
+from benchsuite.ops.trajectory_matching import (
+    MatchSettings,
+    MethodSpace,
+    TrajectoryMatcher,
+    load_experts,
+)
 from benchsuite.ops.zca import DEFAULT_EPS
+
+from .latents import LatentImages, LatentSet
+from .priors import Prior, PriorConfig, PriorStore
 
 __all__ = ["OBJECTIVES", "LatentConfig", "resolve_prior", "block_features", "FeatureDistance",
            "distill_glad", "distill_hpd"]

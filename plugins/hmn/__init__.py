@@ -1,6 +1,6 @@
 """HMN: Hierarchical Memory Network (Zheng et al., ECCV'24; arXiv 2310.07506), METHODS.md §7.
 
-The synthetic data is a container (``benchsuite/ops/hmn.py``): dataset-, class- and
+The synthetic data is a container (``memory.py`` beside this module): dataset-, class- and
 instance-level memories, a class-specific extractor and one shared decoder, all within the
 storage budget of IPC images per class. It decodes to many more images per class than IPC.
 
@@ -37,15 +37,6 @@ import benchsuite
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.dsa import DSA
-from benchsuite.ops.hmn import (
-    HierarchicalMemory,
-    MemoryLayout,
-    area_under_margin,
-    budget_floats,
-    double_end_prune,
-    instances_per_class,
-    margins,
-)
 from benchsuite.ops.matching import (
     LossMonitor,
     embed_chunked,
@@ -54,6 +45,16 @@ from benchsuite.ops.matching import (
     has_batchnorm,
     loss_gradients,
     make_augment,
+)
+
+from .memory import (
+    HierarchicalMemory,
+    MemoryLayout,
+    area_under_margin,
+    budget_floats,
+    double_end_prune,
+    instances_per_class,
+    margins,
 )
 
 PAPER_SOURCE = ("METHODS.md §7 (paper abstract and summaries; no official code) and IDC "
@@ -261,15 +262,9 @@ class HMN(benchsuite.Method):
     container = True
     description = "hierarchical memories + decoder, IDC gradient matching, AUM pruning (METHODS.md §7)"
 
-    @classmethod
-    def config_for(cls, dataset, ipc, protocol):
-        if protocol.budget == "paper":
-            return paper_config(dataset, ipc, protocol.eval.epochs)
-        if protocol.budget == "quick":
-            return quick_config(dataset, ipc)
-        if protocol.budget == "smoke":
-            return smoke_config(dataset, ipc)
-        raise ConfigError(f"hmn has no hyperparameters for budget {protocol.budget!r}; use smoke, quick or paper")
+    budgets = {"paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc, protocol.eval.epochs),
+               "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),
+               "smoke": lambda dataset, ipc, protocol: smoke_config(dataset, ipc)}
 
     def distill(self, real, ipc, ctx):
         cfg = self.config

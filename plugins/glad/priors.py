@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchsuite import atomic
-from benchsuite.atomic import load_failure
 from benchsuite.api import LabeledData
+from benchsuite.atomic import load_failure
 from benchsuite.errors import ConfigError, MethodError
 
 log = logging.getLogger("benchsuite")

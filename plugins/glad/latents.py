@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from benchsuite.ops.priors import StyleGenerator
+from .priors import StyleGenerator
 
 __all__ = ["LatentSet", "LatentImages"]
 

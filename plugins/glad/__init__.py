@@ -4,7 +4,7 @@ space of a generative prior, with DC's, DM's or MTT's objective. METHODS.md §5 
 The synthetic set is (W+, F_k) per image, rendered by the rest of the generator; the objective
 sees the rendered images, and its image gradient goes back into the latents in chunks (GLaD's
 two-stage backward). The prior is the suite's own class-conditional style-based generator
-(``benchsuite/ops/priors.py``), trained on the dataset's train set at first use and cached; a
+(``priors.py`` beside this module), trained on the dataset's train set at first use and cached; a
 user checkpoint can be passed with ``--set glad-dm.prior_path=...``. StyleGAN-XL weights cannot be
 downloaded here, so results are not comparable to the papers' ImageNet figures.
 
@@ -23,7 +23,10 @@ import torch
 
 import benchsuite
 from benchsuite.errors import ConfigError
-from benchsuite.ops.latent_distill import (
+from benchsuite.ops.matching import published_dsa_strategy
+from benchsuite.ops.trajectory_matching import MTT_QUICK, MTT_QUICK_EXPERTS
+
+from .latent_distill import (
     LatentConfig,
     distill_glad,
     distill_hpd,
@@ -31,8 +34,6 @@ from benchsuite.ops.latent_distill import (
     resolve_prior,
     with_fields,
 )
-from benchsuite.ops.matching import published_dsa_strategy
-from benchsuite.ops.trajectory_matching import MTT_QUICK, MTT_QUICK_EXPERTS
 
 PAPER_SOURCE = "METHODS.md §5.3 (GLaD defaults) and §8.2 (H-PD defaults), read in the released code"
 
@@ -111,9 +112,6 @@ class _LatentMethod(benchsuite.Method):
     family = "glad"
     objective = "dc"
 
-    @classmethod
-    def config_for(cls, dataset, ipc, protocol):
-        return config_for(cls.family, cls.objective, protocol.budget, dataset, ipc)
 
     def prepare(self, real, ipc, ctx):
         return prepare_caches(self.config, real, ctx)
@@ -139,9 +137,11 @@ class _LatentMethod(benchsuite.Method):
 
 
 def _make(family: str, objective: str, description: str) -> type:
+    budgets = {budget: (lambda dataset, ipc, protocol, budget=budget: config_for(family, objective, budget, dataset, ipc))
+               for budget in ("smoke", "quick", "paper")}
     return type(f"{family.upper()}_{objective.upper()}", (_LatentMethod,), {
         "name": f"{family}-{objective}", "version": "1", "family": family, "objective": objective,
-        "description": description, "__module__": __name__})
+        "description": description, "budgets": budgets, "__module__": __name__})
 
 
 GLAD_DC = _make("glad", "dc", "DC's gradient matching on a generator's latents (W+, F_k) (METHODS.md §5)")
