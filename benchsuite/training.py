@@ -1,11 +1,13 @@
-"""The suite's supervised training loops, below the evaluator and the methods that both use them.
+"""The suite's supervised training loop, below the evaluator and the methods that use it.
 
-:func:`train_model` trains evaluation models (and DC's inner network updates) on a tensor set with
-the DC recipe's schedule; :func:`train_epochs` trains on a :class:`LabeledData` with an optimizer
-the caller owns, optionally on a per-epoch visible subset (experts, difficulty scoring). They draw
-their random numbers differently (the first skips the permutation when the whole set is one batch),
-which is why recorded results depend on which one a caller uses; merging them would change
-numbers and is done, if ever, with the golden test updated on purpose.
+:func:`run_epochs` is the one epoch loop: minibatches of a tensor set (optionally of a per-epoch
+visible subset), augmented per sample, with gradients accumulated over chunks for networks whose
+outputs are per-sample. :func:`train_model` is it with the DC recipe (SGD, one lr decay; the
+evaluator's models and DC's inner network updates); :func:`train_epochs` is it with an optimizer
+the caller owns, on a :class:`LabeledData` (experts, difficulty scoring). They differ in one
+random draw: ``train_model`` does not shuffle a set that is a single batch, ``train_epochs`` does,
+as the results recorded with each were made. HMN's network update draws a fixed number of images
+with replacement and mixes them (CutMix); it is one pass, not epochs, and stays in its plugin.
 """
 
 from __future__ import annotations
@@ -21,6 +23,59 @@ from benchsuite.ops.dsa import DSA
 from benchsuite.ops.matching import forward_chunk, has_batchnorm
 
 ProgressFn = Callable[..., None]
+
+
+def run_epochs(model: nn.Module, opt: torch.optim.Optimizer, images: Tensor, targets: Tensor, *, epochs: int,
+               batch_size: int, generator: torch.Generator, augment: DSA | None = None, chunk: int | None = None,
+               visible: Callable[[int], Tensor] | None = None, shuffle_one_batch: bool = True,
+               before_epoch: Callable[[int], None] | None = None,
+               on_step: Callable[[int, int], None] | None = None,
+               on_epoch: Callable[[int], None] | None = None) -> Tensor:
+    """Train ``model`` in place for ``epochs`` passes; returns the last minibatch's loss.
+
+    ``targets`` are class indices ``[N]`` or probabilities ``[N, K]``. Each epoch shuffles
+    ``visible(epoch)`` (default: every sample) with ``generator``; with ``shuffle_one_batch`` off,
+    a whole set that fits in one batch is used as it is (a permutation would only reorder it).
+    With ``chunk``, each minibatch's gradient is accumulated over chunks of that many images: the
+    same mean gradient for networks whose outputs are per-sample (no BatchNorm in train mode), and
+    faster on the CPU (README, "Evaluator speed"). ``on_step(step, epoch)`` follows every update.
+    """
+    model.train()
+    n = images.shape[0]
+    loss = torch.zeros((), device=images.device)
+    step = 0
+    for epoch in range(epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
+        idx = visible(epoch).cpu() if visible is not None else None
+        count = n if idx is None else len(idx)
+        if idx is None and count <= batch_size and not shuffle_one_batch:
+            batches: list[Tensor | None] = [None]
+        else:
+            order = torch.randperm(count, generator=generator)
+            perm = (idx[order] if idx is not None else order).to(images.device)
+            batches = list(perm.split(batch_size))
+        for ix in batches:
+            xb, yb = (images, targets) if ix is None else (images[ix], targets[ix])
+            if augment is not None:
+                xb = augment(xb, generator)
+            opt.zero_grad(set_to_none=True)
+            if chunk is None or xb.shape[0] <= chunk:
+                loss = F.cross_entropy(model(xb), yb)
+                loss.backward()
+            else:
+                loss = torch.zeros((), device=xb.device)
+                for xc, yc in zip(xb.split(chunk), yb.split(chunk)):
+                    part = F.cross_entropy(model(xc), yc, reduction="sum") / xb.shape[0]
+                    part.backward()
+                    loss = loss + part.detach()
+            opt.step()
+            step += 1
+            if on_step is not None:
+                on_step(step, epoch)
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return loss.detach()
 
 
 def train_model(
@@ -40,55 +95,30 @@ def train_model(
     progress: ProgressFn | None = None,
     chunk: int | None = None,
 ) -> float:
-    """Train ``model`` in place with SGD; returns the last batch's loss.
+    """Train ``model`` in place with SGD and the DC recipe's schedule; returns the last batch's loss.
 
-    ``targets`` are class indices ``[N]`` or probabilities ``[N, K]`` (soft labels). The lr is
-    multiplied by ``lr_decay_factor`` once, after ``lr_decay_at`` of the epochs (DC recipe: x0.1 at
-    half). Augmentation draws independent parameters per sample from ``generator``.
-    With ``chunk``, each minibatch's gradient is accumulated over
-    chunks of that many images: the same mean gradient for networks whose outputs are per-sample
-    (no BatchNorm in train mode), and on the CPU about 30% faster for 100-image batches (README,
-    "Evaluator speed"); callers pass it only for such networks.
+    The lr is multiplied by ``lr_decay_factor`` once, after ``lr_decay_at`` of the epochs (DC
+    recipe: x0.1 at half). Augmentation draws independent parameters per sample from
+    ``generator``. ``chunk``: see :func:`run_epochs`; callers pass it only for networks without
+    BatchNorm.
     """
-    model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    n = images.shape[0]
     decay_epoch = int(round(epochs * lr_decay_at)) if lr_decay_at else None
-    loss = torch.zeros((), device=images.device)
-    single_batch = n <= batch_size
-    steps_per_epoch = -(-n // batch_size)
-    total_steps = epochs * steps_per_epoch
-    step = 0
-    for epoch in range(epochs):
+    total_steps = epochs * -(-images.shape[0] // batch_size)
+
+    def before_epoch(epoch: int) -> None:
         if decay_epoch is not None and epoch == decay_epoch:
             for group in opt.param_groups:
                 group["lr"] = lr * lr_decay_factor
-        if single_batch:
-            # The whole set is one batch: a permutation would only reorder it.
-            batches = [(images, targets)]
-        else:
-            perm = torch.randperm(n, generator=generator).to(images.device)
-            batches = [(images[ix], targets[ix]) for ix in perm.split(batch_size)]
-        for xb, yb in batches:
-            if augment is not None:
-                xb = augment(xb, generator)
-            opt.zero_grad(set_to_none=True)
-            if chunk is None or xb.shape[0] <= chunk:
-                loss = F.cross_entropy(model(xb), yb)
-                loss.backward()
-            else:
-                loss = torch.zeros((), device=xb.device)
-                for xc, yc in zip(xb.split(chunk), yb.split(chunk)):
-                    part = F.cross_entropy(model(xc), yc, reduction="sum") / xb.shape[0]
-                    part.backward()
-                    loss = loss + part.detach()
-            opt.step()
-            step += 1
-            if progress is not None:
-                # In steps, not epochs: one epoch of the whole train set is minutes on a CPU.
-                progress(step, total_steps, epoch=f"{epoch + 1}/{epochs}")
-    return float(loss.detach())
 
+    def report(step: int, epoch: int) -> None:
+        # In steps, not epochs: one epoch of the whole train set is minutes on a CPU.
+        progress(step, total_steps, epoch=f"{epoch + 1}/{epochs}")
+
+    loss = run_epochs(model, opt, images, targets, epochs=epochs, batch_size=batch_size, generator=generator,
+                      augment=augment, chunk=chunk, shuffle_one_batch=False, before_epoch=before_epoch,
+                      on_step=report if progress is not None else None)
+    return float(loss)
 
 
 def train_epochs(model: nn.Module, data: LabeledData, opt: torch.optim.Optimizer, epochs: int, batch_size: int,
@@ -96,30 +126,10 @@ def train_epochs(model: nn.Module, data: LabeledData, opt: torch.optim.Optimizer
                  visible: Callable[[int], Tensor] | None = None,
                  on_epoch: Callable[[int], None] | None = None,
                  on_step: Callable[[], None] | None = None) -> None:
-    """Plain minibatch training, ``epochs`` passes over ``visible(epoch)`` (default: all samples).
-
-    On the CPU each minibatch's gradient is accumulated over chunks of 16 images: the same mean
-    gradient for networks without BatchNorm (per-sample outputs), measurably faster there
-    (:func:`~benchsuite.ops.matching.forward_chunk`).
-    """
-    model.train()
+    """Plain minibatch training, ``epochs`` passes over ``visible(epoch)`` (default: all samples),
+    with the caller's optimizer. On the CPU gradients are accumulated over chunks of 16 images
+    for networks without BatchNorm (:func:`~benchsuite.ops.matching.forward_chunk`)."""
     chunk = None if has_batchnorm(model) else forward_chunk(data.device, data.image_shape)
-    everything = torch.arange(len(data))
-    for epoch in range(epochs):
-        idx = visible(epoch).cpu() if visible is not None else everything
-        perm = idx[torch.randperm(len(idx), generator=generator)].to(data.device)
-        for batch in perm.split(batch_size):
-            x, y = data.images[batch], data.labels[batch]
-            if augment is not None:
-                x = augment(x, generator)
-            opt.zero_grad(set_to_none=True)
-            if chunk is None or len(x) <= chunk:
-                F.cross_entropy(model(x), y).backward()
-            else:
-                for xc, yc in zip(x.split(chunk), y.split(chunk)):
-                    (F.cross_entropy(model(xc), yc, reduction="sum") / len(x)).backward()
-            opt.step()
-            if on_step is not None:
-                on_step()
-        if on_epoch is not None:
-            on_epoch(epoch)
+    run_epochs(model, opt, data.images, data.labels, epochs=epochs, batch_size=batch_size, generator=generator,
+               augment=augment, chunk=chunk, visible=visible, shuffle_one_batch=True, on_epoch=on_epoch,
+               on_step=(lambda step, epoch: on_step()) if on_step is not None else None)
