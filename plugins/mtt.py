@@ -22,8 +22,7 @@ from benchsuite.ops.trajectory_matching import (
     MTT_QUICK,
     MTT_QUICK_EXPERTS,
     MatchSettings,
-    MethodSpace,
-    load_experts,
+    method_experts,
     match_trajectories,
     published_row,
 )
@@ -125,20 +124,12 @@ class MTT(benchsuite.Method):
                "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),
                "paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc)}
 
-    def _experts(self, real, ctx):
-        cfg = self.config
-        ms = MethodSpace.of(real, ctx, cfg)
-        store, trajectories = load_experts(
-            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs,
-            augment=ms.augment, zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
-        return ms, store, trajectories
-
     def prepare(self, real, ipc, ctx):
-        return {"experts": self._experts(real, ctx)[1].describe()}
+        return {"experts": method_experts(ctx, real, self.config)[1].describe()}
 
     def distill(self, real, ipc, ctx):
         cfg = self.config
-        ms, store, trajectories = self._experts(real, ctx)
+        ms, store, trajectories = method_experts(ctx, real, cfg)
         space, zca, augment = ms.space, ms.zca, ms.augment
         images, labels = init_synthetic(space, ipc, cfg.init, ctx.generator)
         syn, _, alpha, stats = match_trajectories(ctx, self.name, cfg.settings(), trajectories, cfg.arch,

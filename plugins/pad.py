@@ -35,7 +35,7 @@ from benchsuite.ops.trajectory_matching import (
     MethodSpace,
     average_logits,
     correctly_classified,
-    load_experts,
+    method_experts,
     match_trajectories,
     published_row,
 )
@@ -184,19 +184,15 @@ class PAD(benchsuite.Method):
     def _experts(self, real, ctx):
         """The difficulty-scheduled experts (EL2N scoring runs only when one must be trained)."""
         cfg = self.config
-        ms = MethodSpace.of(real, ctx, cfg)
-        data, augment = ms.expert_data, ms.augment
-        schedule = cfg.difficulty_schedule() if cfg.schedule else None
-        scoring = {"score": "el2n", "models": cfg.el2n_models, "epochs": cfg.el2n_epochs}
+        space = MethodSpace.of(real, ctx, cfg)
+        data = space.expert_data
 
         def order():
-            return easy_to_hard(self._el2n(data, ctx, augment), data)
+            return easy_to_hard(self._el2n(data, ctx, space.augment), data)
 
-        store, trajectories = load_experts(
-            ctx, data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=augment,
-            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch,
-            schedule=schedule, schedule_info=scoring, order=order)
-        return ms, store, trajectories
+        return method_experts(ctx, real, cfg, space, schedule=cfg.difficulty_schedule() if cfg.schedule else None,
+                              schedule_info={"score": "el2n", "models": cfg.el2n_models, "epochs": cfg.el2n_epochs},
+                              order=order)
 
     def prepare(self, real, ipc, ctx):
         return {"experts": self._experts(real, ctx)[1].describe()}

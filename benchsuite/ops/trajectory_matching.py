@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -196,6 +196,20 @@ def load_experts(ctx: RunContext, data: LabeledData, arch: str | None, *, count:
         visible = scheduled
     trajectories = store.ensure(count, lambda g: ctx.model(arch, g), data, augment, visible, ctx.progress)
     return store, trajectories
+
+
+def method_experts(ctx: RunContext, real: LabeledData, cfg, space: MethodSpace | None = None, **schedule: Any
+                   ) -> tuple[MethodSpace, ExpertStore, list[Tensor]]:
+    """A trajectory method's space and its cached experts, from a config with the MTT fields
+    (``zca``, ``zca_eps``, ``dsa_strategy``, ``expert_subset_per_class``, ``arch``,
+    ``num_experts``, ``expert_train_epochs``, ``lr_teacher``, ``expert_batch``); ``schedule``
+    passes PAD's difficulty schedule to :func:`load_experts`; ``space``, when the caller has it
+    already, saves computing it (the ZCA fit) again."""
+    ms = space if space is not None else MethodSpace.of(real, ctx, cfg)
+    store, trajectories = load_experts(
+        ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=ms.augment,
+        zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch, **schedule)
+    return ms, store, trajectories
 
 
 class PixelImages:

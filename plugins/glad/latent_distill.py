@@ -47,9 +47,8 @@ from benchsuite.ops.sampling import sample_classes
 from benchsuite.ops.trajectory import UNROLL_MODES
 from benchsuite.ops.trajectory_matching import (
     MatchSettings,
-    MethodSpace,
     TrajectoryMatcher,
-    load_experts,
+    method_experts,
 )
 from benchsuite.ops.zca import DEFAULT_EPS
 
@@ -154,11 +153,7 @@ def prepare_caches(cfg: LatentConfig, real: LabeledData, ctx: RunContext) -> dic
     cache, without distilling."""
     out = {"prior": resolve_prior(cfg, real, ctx).describe()}
     if cfg.objective == "mtt":
-        ms = MethodSpace.of(real, ctx, cfg)
-        store, _ = load_experts(
-            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=ms.augment,
-            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
-        out["experts"] = store.describe()
+        out["experts"] = method_experts(ctx, real, cfg)[1].describe()
     return out
 
 
@@ -198,12 +193,9 @@ class TrajectoryObjective:
 
     def __init__(self, method: str, cfg: LatentConfig, real: LabeledData, ctx: RunContext, labels: Tensor,
                  total_iterations: int):
-        ms = MethodSpace.of(real, ctx, cfg)
+        ms, self.store, trajectories = method_experts(ctx, real, cfg)
         self.space, self.zca, self.dsa = ms.space, ms.zca, ms.augment
         self.transform = ms.zca.apply if ms.zca is not None else None
-        self.store, trajectories = load_experts(
-            ctx, ms.expert_data, cfg.arch, count=cfg.num_experts, epochs=cfg.expert_train_epochs, augment=ms.augment,
-            zca_eps=ms.zca_eps, subset=ms.subset, lr=cfg.lr_teacher, batch_size=cfg.expert_batch)
         self.matcher = TrajectoryMatcher(ctx, method, cfg.match_settings(total_iterations), trajectories, cfg.arch,
                                          labels, ms.augment)
 
