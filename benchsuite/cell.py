@@ -97,11 +97,9 @@ class CellWorker:
             self._datasets.clear()  # one dataset in memory at a time
             entry = self.plugins.datasets.get(name)
             sources = DataSources.resolve(task.data_root, allow_download=task.allow_download)
+            # load_dataset logs what it read, from where, and how long it took
             self._datasets[key] = load_dataset(entry, sources, Path(task.cache_dir), device,
                                                train_limit_per_class=task.protocol.train_limit_per_class)
-            loaded = self._datasets[key]
-            log.info("loaded %s: %d train / %d test images from %s in %.2fs", name, len(loaded.train),
-                     len(loaded.test), loaded.provenance, loaded.load_seconds)
         return self._datasets[key]
 
     def run(self, task: CellTask) -> Iterator[dict[str, Any]]:

@@ -15,24 +15,28 @@ from benchsuite.progress import Progress, say
 
 class _BarSafeHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        say(f"  {self.format(record)}")
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        say(f"  {prefix}{self.format(record)}")
 
 
 class TerminalReporter:
     def __init__(self) -> None:
         self._handler = _BarSafeHandler(logging.INFO)
         self._logger = logging.getLogger("benchsuite")
-        self._level = self._logger.level
+        self._level, self._propagate = self._logger.level, self._logger.propagate
 
     def attach(self) -> "TerminalReporter":
+        """Show the suite's log lines (INFO and up) through this reporter only, while a run lasts."""
         self._logger.addHandler(self._handler)
         if self._logger.getEffectiveLevel() > logging.INFO:
             self._logger.setLevel(logging.INFO)
+        self._logger.propagate = False
         return self
 
     def detach(self) -> None:
         self._logger.removeHandler(self._handler)
         self._logger.setLevel(self._level)
+        self._logger.propagate = self._propagate
 
     @hookimpl
     def run_started(self, protocol: Any, cells: list[Any]) -> None:
