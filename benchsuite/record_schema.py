@@ -41,7 +41,6 @@ def _json_type(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(hint):
         name = hint.__name__
         if name not in defs:
-            defs[name] = {}  # placeholder against recursion
             defs[name] = _object_schema(hint, defs, required=[f.name for f in dataclasses.fields(hint)
                                                                if f.default is dataclasses.MISSING])
         return {"$ref": f"#/$defs/{name}"}

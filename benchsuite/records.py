@@ -215,10 +215,7 @@ def _build(cls: type, value: dict[str, Any]) -> Any:
 
 
 def _shown(value: Any) -> str:
-    return "missing" if value is _MISSING else f"{type(value).__name__} {json.dumps(value, default=str)[:40]}"
-
-
-_MISSING = object()
+    return f"{type(value).__name__} {json.dumps(value, default=str)[:40]}"
 
 
 def _type_problem(value: Any, hint: Any) -> str | None:
