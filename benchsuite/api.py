@@ -220,13 +220,58 @@ class RunContext:
 MethodKind = Literal["distill", "select"]
 
 
+def _fields_of(config: Any) -> dict[str, Any]:
+    return {f.name: f for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
+
+
+def config_value(config: Any, path: str) -> Any:
+    """The value at a dotted ``path`` of a (possibly nested) Config: ``"lr_img"``, ``"match.lr_img"``."""
+    value = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def check_override_names(method: str, config: Any, overrides: Mapping[str, Any]) -> None:
-    """The one check of ``--set`` names: every key is a field of the method's Config."""
-    known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        shown = unknown[0] if len(unknown) == 1 else unknown
-        raise ConfigError(f"method {method!r} has no hyperparameter {shown!r}; known: {sorted(known)}")
+    """The one check of ``--set`` names: every key is a field of the method's Config, or a dotted
+    path through nested Config dataclasses (``match.lr_img``) ending at a field."""
+    for key in sorted(overrides):
+        node, walked = config, ""
+        for part in key.split("."):
+            known = _fields_of(node)
+            if walked and not known:
+                raise ConfigError(f"method {method!r}: {walked!r} is a value, not a group of hyperparameters; "
+                                  f"use --set {method}.{walked}=VALUE")
+            if part not in known:
+                level = f" in {walked!r}" if walked else ""
+                raise ConfigError(f"method {method!r} has no hyperparameter {key!r}; known{level}: {sorted(known)}")
+            node, walked = getattr(node, part), f"{walked}.{part}" if walked else part
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """``config`` with each (possibly dotted) override replaced; nested Configs are rebuilt, so
+    their own ``__post_init__`` checks run on the new values."""
+    here = {k: v for k, v in overrides.items() if "." not in k}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if "." in key:
+            head, rest = key.split(".", 1)
+            nested.setdefault(head, {})[rest] = value
+    for head, values in nested.items():
+        here[head] = apply_overrides(getattr(config, head), values)
+    return dataclasses.replace(config, **here) if here else config
+
+
+def non_finite_fields(config: Any, prefix: str = "") -> list[str]:
+    """Dotted names of float fields (at any depth) that are NaN or infinite."""
+    bad: list[str] = []
+    for name in _fields_of(config):
+        value = getattr(config, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            bad.append(prefix + name)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            bad += non_finite_fields(value, f"{prefix}{name}.")
+    return bad
 
 
 class Method(abc.ABC):
@@ -275,13 +320,11 @@ class Method(abc.ABC):
         config = cls.config_for(dataset, ipc, protocol)
         if overrides:
             check_override_names(cls.name, config, overrides)
-            config = dataclasses.replace(config, **overrides)
-        if dataclasses.is_dataclass(config):
-            # NaN or infinity is never a meaningful hyperparameter, whatever a method checks itself.
-            bad = [f.name for f in dataclasses.fields(config)
-                   if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))]
-            if bad:
-                raise ConfigError(f"method {cls.name!r}: hyperparameter(s) {bad} must be finite numbers")
+            config = apply_overrides(config, overrides)
+        # NaN or infinity is never a meaningful hyperparameter, whatever a method checks itself.
+        bad = non_finite_fields(config)
+        if bad:
+            raise ConfigError(f"method {cls.name!r}: hyperparameter(s) {bad} must be finite numbers")
         return config
 
     def prepare(self, real: LabeledData, ipc: int, ctx: RunContext) -> dict[str, Any] | None:

@@ -245,7 +245,7 @@ def _method_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Turn CLI strings into the types of each method's config fields."""
-    from benchsuite.api import check_override_names
+    from benchsuite.api import check_override_names, config_value
     from benchsuite.protocol import coerce_like
 
     typed: dict[str, dict[str, Any]] = {}
@@ -255,7 +255,7 @@ def _coerce_overrides(plugins: Any, protocol: Any, overrides: dict[str, dict[str
         defaults = cls.config_for(dataset, protocol.ipcs[0], protocol)
         check_override_names(method, defaults, values)
         typed[plugins.methods.canonical(method)] = {
-            k: coerce_like(getattr(defaults, k), v, f"{method}.{k}") for k, v in values.items()
+            k: coerce_like(config_value(defaults, k), v, f"{method}.{k}") for k, v in values.items()
         }
     return typed
 
