@@ -43,6 +43,14 @@ def write_text(path: Path, text: str) -> None:
             os.fsync(fh.fileno())
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 def torch_save(payload: Any, path: Path) -> None:
     with replacing(path) as tmp:
         torch.save(payload, tmp)

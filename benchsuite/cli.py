@@ -109,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override the protocol's evaluation recipe, e.g. epochs=300 or augment=none (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
     run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard after the run")
+    scale = run.add_argument_group("scale-out (README: run on a cluster)")
+    scale.add_argument("--executor", choices=["serial", "ray"], default="serial",
+                       help="serial: one cell after another in this process (default); ray: cells as Ray tasks "
+                            '(pip install "benchsuite[ray]")')
+    scale.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running cluster (HOST:PORT from `ray start --head`, ray://HOST:PORT, or auto); "
+                            "default: start a local Ray instance for this run")
+    scale.add_argument("--gpus-per-cell", type=float, metavar="G",
+                       help="GPUs a cell reserves on CUDA (default 1; 0.25 runs four small cells per GPU)")
+    scale.add_argument("--cpus-per-cell", type=int, metavar="N",
+                       help="CPUs a cell reserves, and its torch threads (default 1 on CUDA, 2 on the CPU)")
 
     ls = sub.add_parser("ls", help="list methods, datasets, archs, plugins or protocols", epilog=LS_EXAMPLES,
                         formatter_class=fmt)
@@ -298,7 +309,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         method_overrides=_coerce_overrides(plugins, protocol, _method_overrides(args.set)),
     )
-    runner = Runner(plugins, protocol, options)
+    executor = None
+    if args.executor == "ray":
+        from benchsuite.ray_executor import RayExecutor, RayOptions
+
+        executor = RayExecutor(plugins, RayOptions(address=args.ray_address, gpus_per_cell=args.gpus_per_cell,
+                                                   cpus_per_cell=args.cpus_per_cell))
+    elif args.ray_address or args.gpus_per_cell is not None or args.cpus_per_cell is not None:
+        raise ConfigError("--ray-address, --gpus-per-cell and --cpus-per-cell need --executor ray")
+    try:
+        runner = Runner(plugins, protocol, options, executor=executor)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
     reporter = None
     if not args.quiet:
         from benchsuite.terminal import TerminalReporter
@@ -308,6 +332,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         summary = runner.run(methods)
     finally:
+        runner.executor.close()
         if reporter is not None:
             plugins.pm.unregister(reporter)
             reporter.detach()

@@ -13,7 +13,10 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+import torch
+
 from benchsuite.cell import CellTask, CellWorker
+from benchsuite.devices import resolve_device
 
 
 @dataclass
@@ -26,6 +29,14 @@ class CellOutput:
 
 
 class Executor(abc.ABC):
+    def resolve_device(self, name: str) -> torch.device:
+        """The device the cells run on (``auto``, ``cpu``, ``cuda``), checked where they run: this
+        machine for the serial executor, the cluster's resources for a cluster's."""
+        return resolve_device(name)
+
+    def close(self) -> None:
+        """Release what the executor holds (a cluster connection); safe to call twice."""
+
     @abc.abstractmethod
     def map(self, tasks: Iterable[CellTask]) -> Iterator[CellOutput]:
         """Run ``tasks`` (pulled lazily: the driver claims a cell as it hands it over) and yield their

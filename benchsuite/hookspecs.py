@@ -57,6 +57,11 @@ def cell_started(cell: Any, index: int, total: int) -> None:
 
 
 @hookspec
+def cell_finished(cell: Any) -> None:
+    """Every record of ``cell`` has been through ``record_ready`` (ok or error)."""
+
+
+@hookspec
 def cell_skipped(cell: Any, index: int, total: int, reason: str) -> None:
     """A cell needs no work (``reason``: done already, or finished by another run), or another run
     holds it and this run will come back to it at the end."""

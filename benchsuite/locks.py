@@ -5,6 +5,10 @@ interleave. A cell's lock is held while the cell distills and evaluates, so a se
 runs the same cell at the same time; it goes on with other cells and comes back to wait for it.
 The locks are operating-system file locks (``filelock``): they are released when a process dies,
 so a killed run never leaves a cell locked.
+
+A cache entry (a folder of expert trajectories, a generative prior) is built under its
+``build_lock``: a second process that needs the same entry waits, then finds it built and loads it,
+so no two workers ever build the same entry.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileLock", "Timeout", "LOCK_DIR", "records_lock", "cell_lock"]
+__all__ = ["FileLock", "Timeout", "LOCK_DIR", "records_lock", "cell_lock", "build_lock"]
 
 LOCK_DIR = ".locks"
 
@@ -32,3 +36,10 @@ def cell_lock(results_dir: Path, protocol_hash: str, method: str, dataset: str, 
     folder = Path(results_dir) / LOCK_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return FileLock(str(folder / f"cell-{digest}.lock"))
+
+
+def build_lock(entry: Path) -> FileLock:
+    """The lock of one cache entry (a file or folder path), kept beside it as ``<name>.lock``."""
+    entry = Path(entry)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(entry.parent / f"{entry.name}.lock"))

@@ -21,6 +21,7 @@ import torch
 
 from benchsuite import preflight
 from benchsuite.cell import Cell, CellTask, CellWorker, stable_seed  # noqa: F401 - stable_seed re-exported
+from benchsuite.devices import resolve_device  # noqa: F401 - re-exported
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.executors import Executor, SerialExecutor
 from benchsuite.locks import FileLock, Timeout, cell_lock
@@ -40,20 +41,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "benchsuite"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r} is not supported; use auto, cpu or cuda[:N]")
-    return device
 
 
 @dataclass
@@ -102,11 +89,11 @@ class Runner:
         self.plugins = plugins
         self.protocol = protocol
         self.options = options
-        self.device = resolve_device(options.device)
         self.results_dir = Path(options.results_dir)
         self.cache_dir = Path(options.cache_dir)
         self._validate()
         self.executor = executor or SerialExecutor(CellWorker(plugins, self._progress))
+        self.device = self.executor.resolve_device(options.device)
 
     @property
     def hook(self) -> Any:
@@ -156,6 +143,7 @@ class Runner:
                     self._deliver(record, output.task, summary)
                 if output.finished:
                     leases.pop(output.task.cell).release()
+                    self.hook.cell_finished(cell=output.task.cell)
             summary.seconds = time.perf_counter() - t0
             self.hook.run_finished(summary=summary)
         finally:

@@ -64,3 +64,20 @@ def run_cli(*args: str) -> int:
     from benchsuite.cli import main
 
     return main(list(args))
+
+
+@pytest.fixture(scope="session")
+def serial_smoke_results(tmp_path_factory):
+    """The whole smoke sweep (every method) run once by the serial executor: its results folder.
+    The golden test pins its numbers; the Ray test compares its own sweep with it."""
+    from benchsuite.plugins import get_plugin_manager
+    from benchsuite.protocol import load_protocol
+    from benchsuite.runner import RunOptions, Runner
+
+    root = tmp_path_factory.mktemp("serial-smoke")
+    plugins = get_plugin_manager(entry_points=False)
+    options = RunOptions(results_dir=root / "results", cache_dir=root / "cache", quiet=True,
+                         allow_download=False, device="cpu")
+    summary = Runner(plugins, load_protocol("smoke"), options).run(sorted(plugins.methods))
+    assert summary.error_records == 0, summary.errors
+    return root / "results"

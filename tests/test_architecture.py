@@ -11,12 +11,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "benchsuite"
 # Lowest first; a name is a module or a subpackage of benchsuite.
 LAYERS = [
     ("foundations", ["errors", "hookspecs", "registry", "atomic", "locks", "progress", "bundled"]),
-    ("types and data", ["api", "protocol", "protocols", "data", "archs", "modeling", "measure", "provenance"]),
+    ("types and data", ["api", "protocol", "protocols", "data", "archs", "modeling", "measure", "provenance",
+                        "devices"]),
     ("building blocks", ["ops", "training", "compiled_inference"]),
     ("evaluator and contract", ["evaluate", "contract"]),
     ("records", ["records", "record_schema"]),
     ("plugins", ["plugins", "builtin", "record_store", "terminal"]),
-    ("cells", ["cell", "preflight", "executors"]),
+    ("cells", ["cell", "preflight", "executors", "ray_executor"]),
     ("driving", ["runner", "probe", "report"]),
     ("interface", ["cli", "__main__"]),
 ]

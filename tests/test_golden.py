@@ -21,10 +21,7 @@ import pytest
 import torch
 
 from benchsuite.api import SyntheticSet
-from benchsuite.plugins import get_plugin_manager
-from benchsuite.protocol import load_protocol
 from benchsuite.records import read_records
-from benchsuite.runner import RunOptions, Runner
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "smoke_sweep.json"
 UPDATE = os.environ.get("BENCHSUITE_UPDATE_GOLDEN") == "1"
@@ -45,14 +42,10 @@ def set_digest(path: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def smoke_sweep(tmp_path: Path) -> dict[str, dict[str, object]]:
-    plugins = get_plugin_manager(entry_points=False)
-    options = RunOptions(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True,
-                         allow_download=False, device="cpu")
-    summary = Runner(plugins, load_protocol("smoke"), options).run(sorted(plugins.methods))
-    assert summary.error_records == 0, summary.errors
+def sweep_cells(results: Path) -> dict[str, dict[str, object]]:
+    """Each record of a sweep as ``method ipcN arch`` -> its accuracies and its set's digest."""
     out = {}
-    for r in read_records(tmp_path / "results"):
+    for r in read_records(results):
         key = f"{r.method} ipc{r.ipc} {r.arch}"
         out[key] = {"accuracy": r.accuracy.values,
                     "set": set_digest(Path(r.artifact)) if r.artifact else None}
@@ -60,12 +53,12 @@ def smoke_sweep(tmp_path: Path) -> dict[str, dict[str, object]]:
 
 
 @pytest.mark.slow
-def test_smoke_sweep_reproduces_the_pinned_numbers(tmp_path):
+def test_smoke_sweep_reproduces_the_pinned_numbers(serial_smoke_results):
     pinned = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else None
     if not UPDATE and pinned is not None and pinned["platform"] != platform():
         pytest.skip(f"pinned on {pinned['platform']}, this is {platform()}; pin this platform with "
                     "BENCHSUITE_UPDATE_GOLDEN=1 if its numbers are to be guarded")
-    cells = smoke_sweep(tmp_path)
+    cells = sweep_cells(serial_smoke_results)
     if UPDATE or pinned is None:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps({"platform": platform(), "cells": cells}, indent=1) + "\n")

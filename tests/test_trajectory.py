@@ -372,3 +372,31 @@ def test_pad_ablation_switches_change_experts_and_loss(mods, make_ctx, synthetic
 def test_a_diverging_step_size_stops_with_a_clear_error(mods, make_ctx, synthetic):
     with pytest.raises(MethodError, match="lr_lr"):
         _distill(mods, "mtt", make_ctx, synthetic, ipc=1, lr_lr=1e12)
+
+
+def test_two_processes_needing_the_same_experts_build_them_once(tmp_path):
+    """Two real processes ask for the same expert entry at once: one trains, the other waits on
+    the entry's lock and loads what the first wrote (the Ray executor's prepare tasks rely on it)."""
+    script = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from benchsuite.api import LabeledData
+        from benchsuite.ops.experts import ExpertSpec, ExpertStore, data_fingerprint
+        from benchsuite.archs.convnet import ConvNet
+        g = torch.Generator().manual_seed(0)
+        data = LabeledData(torch.randn(64, 1, 16, 16, generator=g), torch.arange(64) % 4, 4)
+        spec = ExpertSpec(dataset="t", fingerprint=data_fingerprint(data), arch="convnet", epochs=300, batch_size=16)
+        store = ExpertStore({str(tmp_path)!r}, spec)
+        def model(gen):
+            with torch.random.fork_rng():
+                torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+                return ConvNet(1, 4, 16, width=8, depth=2)
+        store.ensure(2, model, data, None)
+        print(store.built)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    built = sorted(int(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs)
+    assert built == [0, 2]
+    assert len(list(tmp_path.glob("experts/*/expert_*.pt"))) == 2

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from benchsuite import atomic
+from benchsuite.locks import build_lock
 from benchsuite.api import LabeledData
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.ops.dsa import DSA
@@ -164,6 +165,15 @@ class ExpertStore:
         if count < 1:
             raise ConfigError(f"need at least one expert, got {count}")
         trajectories: list[Tensor | None] = [self.load(i) for i in range(count)]
+        if all(t is not None for t in trajectories):
+            return trajectories  # type: ignore[return-value]
+        with build_lock(self.dir):  # another process may be training these same experts
+            return self._train_missing(trajectories, make_model, data, augment, visible, progress)
+
+    def _train_missing(self, trajectories: list[Tensor | None], make_model: Callable[[torch.Generator], nn.Module],
+                       data: LabeledData, augment: DSA | None, visible: Callable[[int], Tensor] | None,
+                       progress: Callable[..., None] | None) -> list[Tensor]:
+        trajectories = [t if t is not None else self.load(i) for i, t in enumerate(trajectories)]
         missing = [i for i, t in enumerate(trajectories) if t is None]
         if missing:
             steps_per_epoch = self._steps_per_expert(len(data), visible)

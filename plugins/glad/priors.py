@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchsuite import atomic
+from benchsuite.locks import build_lock
 from benchsuite.api import LabeledData
 from benchsuite.atomic import load_failure
 from benchsuite.errors import ConfigError, MethodError
@@ -405,7 +406,12 @@ class PriorStore:
         atomic.torch_save(payload, self.path)
 
     def ensure(self, progress: Callable[..., None] = lambda *a, **k: None) -> Prior:
-        """The cached prior, trained first if missing (with a progress bar), plus its sample grid."""
+        """The cached prior, trained first if missing (with a progress bar), plus its sample grid.
+        Built under the entry's lock: a second process waits, then loads what the first trained."""
+        with build_lock(self.dir):
+            return self._load_or_train(progress)
+
+    def _load_or_train(self, progress: Callable[..., None]) -> Prior:
         try:
             prior = self.load()
         except MethodError as exc:  # a torn or foreign file in the cache: keep it aside, train anew
