@@ -51,6 +51,13 @@ examples:
   benchsuite prepare --methods 'glad-*,hpd-*' --protocol paper --device cuda
 """
 
+PLAN_EXAMPLES = """
+examples:
+  benchsuite plan --protocol paper --methods all --device cuda   # from the timing records under results/
+  benchsuite plan --methods dm,mtt --datasets cifar10 --calibrate  # a short timed run here fills the gaps
+  benchsuite plan --protocol paper --methods all --device cuda --workers 8
+"""
+
 SHOW_EXAMPLES = """
 examples:
   benchsuite show results/artifacts/quick-<hash>/fashionmnist/dm/ipc10-seed0.pt --out dm.png
@@ -155,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
     _add_common_run_flags(prep)
 
+    pl = sub.add_parser("plan", help="the grid of a protocol and an estimate of its wall time, before running it",
+                        epilog=PLAN_EXAMPLES, formatter_class=fmt)
+    pl.add_argument("--methods", required=True, help="comma list, glob patterns or 'all'")
+    pl.add_argument("--protocol", default="quick")
+    pl.add_argument("--datasets", type=_csv, help="override the protocol's datasets (comma list)")
+    pl.add_argument("--ipc", type=_ints, help="override the protocol's IPCs")
+    pl.add_argument("--archs", type=_csv, help="override the evaluation architectures")
+    pl.add_argument("--seeds", type=_ints, help="override the distillation seeds")
+    pl.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
+    pl.add_argument("--results", type=Path, action="append",
+                    help="folder whose records (and its subfolders') give timings (repeatable; default results/)")
+    pl.add_argument("--calibrate", action="store_true",
+                    help="time a short run here of every group without a timing record (builds its caches)")
+    pl.add_argument("--workers", type=int, default=1, help="cells running at once, for the wall-time line (default 1)")
+    pl.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
+    _add_common_run_flags(pl)
+
     show = sub.add_parser("show", help="describe a distilled set and render its images as a grid",
                           epilog=SHOW_EXAMPLES, formatter_class=fmt)
     show.add_argument("artifact", type=Path, help="a .pt file under results/artifacts/")
@@ -206,6 +230,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_probe(args)
     if args.command == "prepare":
         return _cmd_prepare(args)
+    if args.command == "plan":
+        return _cmd_plan(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
@@ -374,6 +400,57 @@ def _cmd_probe(args: argparse.Namespace) -> int:
               f"(train {e.train_seconds:.1f}s, test {e.test_seconds:.1f}s)")
     if result.saved_to is not None:
         print(f"saved {result.saved_to}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+    from tabulate import tabulate
+
+    from benchsuite.plan import as_dict, hours, make_plan, plan_rows, plan_sources
+    from benchsuite.protocol import load_protocol
+
+    plugins = _plugins(args)
+    protocol = load_protocol(args.protocol)
+    protocol = protocol.with_overrides(
+        datasets=[plugins.datasets.canonical(d) for d in (args.datasets or protocol.datasets)],
+        ipcs=_unique(args.ipc, "--ipc", True), archs=_unique(args.archs, "--archs", True),
+        seeds=_unique(args.seeds, "--seeds", True))
+    methods = plugins.methods.match(args.methods)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    kind = args.device.split(":")[0]
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {args.device!r}")
+    roots = args.results or [Path("results")]
+    folders = sorted({f.parent for root in roots for f in Path(root).rglob("records.jsonl")})
+    result = make_plan(protocol, methods, plugins=plugins, device_kind=kind, results_dirs=folders,
+                       calibrate=args.calibrate, device=args.device, data_root=args.data_root,
+                       cache_dir=args.cache_dir, allow_download=not args.no_download,
+                       overrides=_coerce_overrides(plugins, protocol, _method_overrides(args.set)))
+    print(f"plan: protocol {protocol.name} ({protocol.hash}), {result.cells} cell(s) in {len(result.groups)} "
+          f"group(s) on {kind}; {len(protocol.archs)} arch(s) x {protocol.eval.models} model(s) per cell")
+    print(tabulate(plan_rows(result), headers="keys"))
+    unit = "GPU" if kind == "cuda" else "CPU-machine"
+    known = result.known_seconds
+    print(f"total: {known / 3600:.1f} {unit}-hours ({hours(known)})"
+          + (f" for the {len(result.groups) - len(result.unknown)} group(s) with an estimate" if result.unknown else ""))
+    if args.workers > 1:
+        print(f"with {args.workers} workers: about {hours(known / args.workers)} of wall time (cells spread evenly)")
+    if result.unknown:
+        print(f"no estimate for {len(result.unknown)} group(s): "
+              + ", ".join(f"{g.method} {g.dataset} ipc{g.ipc}" for g in result.unknown[:8])
+              + (" ..." if len(result.unknown) > 8 else "")
+              + f"; run them once on {kind}, or add --calibrate on such a machine")
+    print("how estimated:")
+    for line in plan_sources(result):
+        print(f"  {line}")
+    if args.json:
+        args.json.write_text(json.dumps(as_dict(result), indent=1) + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ LAYERS = [
     ("records", ["records", "record_schema"]),
     ("plugins", ["plugins", "builtin", "record_store", "terminal"]),
     ("cells", ["cell", "preflight", "executors", "ray_executor"]),
-    ("driving", ["runner", "probe", "report"]),
+    ("driving", ["runner", "probe", "report", "plan"]),
     ("interface", ["cli", "__main__"]),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
