@@ -16,9 +16,11 @@ from tabulate import tabulate
 
 from benchsuite import atomic
 from benchsuite.records import RunRecord, latest_records, read_records
+from benchsuite.stats import RANK_TEST, cell_stats, rank_groups, welch_greater
 
 LEADERBOARD_FILE = "leaderboard.md"
 SUMMARY_FILE = "summary.csv"
+BASELINE = "random"  # "beats random": every method's cell against this one's
 
 
 def records_frame(records: list[RunRecord]) -> pd.DataFrame:
@@ -72,14 +74,21 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "acc_mean",
-                                     "acc_std", "n", "seeds", "distill_seconds", "distill_peak_memory_bytes",
+                                     "acc_std", "n", "seeds", "ci_low", "ci_high", "ci_unit", "var_seed",
+                                     "var_model", "rank", "p_vs_random", "distill_seconds", "distill_peak_memory_bytes",
                                      "eval_seconds", "storage_bytes", "division", "test_set", "machine"])
     keys = ["protocol", "protocol_hash", "dataset", "ipc", "arch", "method"]
-    out = []
+    out, cells = [], {}
     for key, g in ok.groupby(keys, sort=True, dropna=False):
         mean, std, n = _pool(g["values"])
+        by_seed = [[v for vs in sg["values"] for v in vs] for _, sg in g.groupby("seed")]
+        st = cell_stats(by_seed)
+        cells[key] = st
         out.append(dict(zip(keys, key)) | {
             "acc_mean": round(mean, 2), "acc_std": round(std, 2), "n": n, "seeds": int(g["seed"].nunique()),
+            "ci_low": round(st.ci_low, 2), "ci_high": round(st.ci_high, 2), "ci_unit": st.unit,
+            "var_seed": None if st.var_seed is None else round(st.var_seed, 3),
+            "var_model": None if st.var_model is None else round(st.var_model, 3),
             "distill_seconds": _mean(g["distill_seconds"]),
             "distill_peak_memory_bytes": _mean(g["distill_peak_memory_bytes"]),
             "eval_seconds": _mean(g["eval_seconds"]),
@@ -89,10 +98,18 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "machine": "; ".join(sorted(set(g["machine"].dropna()))),
         })
     summary = pd.DataFrame(out)
-    summary["rank"] = (
-        summary.groupby(["protocol_hash", "dataset", "ipc", "arch"])["acc_mean"].rank(ascending=False, method="min")
-        .astype(int)
-    )
+    summary["rank"], summary["p_vs_random"] = 0, math.nan
+    for column, cs in summary.groupby(["protocol_hash", "dataset", "ipc", "arch"]):
+        stats_of = {m: cells[(p, ph, d, i, a, m)] for p, ph, d, i, a, m in
+                    cs[keys].itertuples(index=False, name=None)}
+        ranks = rank_groups(stats_of)
+        base = stats_of.get(BASELINE)
+        for idx, method in zip(cs.index, cs["method"]):
+            summary.loc[idx, "rank"] = ranks[method]
+            if base is not None and method != BASELINE:
+                summary.loc[idx, "p_vs_random"] = round(welch_greater(stats_of[method].observations,
+                                                                      base.observations), 4)
+    summary["rank"] = summary["rank"].astype(int)
     return summary
 
 
@@ -132,8 +149,12 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
             others = sorted(set(ps["machine"]) - {usual})
             lines += [f"Machines: most cells ran on {usual}; cells marked † ran on {'; '.join(others)}.", ""]
         divisions = sorted(ps["division"].dropna().unique())
-        lines += [f"Division: {', '.join(divisions)}. Accuracy: final-epoch test accuracy (%), mean ± std "
-                  "over all evaluation models of all seeds (n). Rank within each column.", ""]
+        units = sorted(set(main["ci_unit"]))
+        lines += [f"Division: {', '.join(divisions)}. Accuracy: final-epoch test accuracy (%), mean over all "
+                  "evaluation models of all seeds (n), with its 95% confidence interval (Student's t over "
+                  f"{' or '.join(units)}; with one seed the interval covers the evaluation models only, not "
+                  "the distilled set's own variability).", "",
+                  f"Rank groups (#k): {RANK_TEST}. Methods that share a rank are not significantly apart.", ""]
         # IPC 0 marks IPC-independent methods (the whole-set upper bound): shown in every column
         # of their dataset, never ranked.
         cols = sorted({(d, i) for d, i in zip(main["dataset"], main["ipc"]) if i != 0})
@@ -150,7 +171,7 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
                     row[f"{d} IPC {i}"] = "-"
                     continue
                 h = hit.iloc[0]
-                cell = f"{h.acc_mean:.2f} ± {h.acc_std:.2f} (n={h.n}){mark(h)}"
+                cell = f"{h.acc_mean:.2f} [{h.ci_low:.2f}, {h.ci_high:.2f}] (n={h.n}){mark(h)}"
                 row[f"{d} IPC {i}"] = cell if bound else f"{cell} #{h['rank']}"
                 if not bound:
                     ranks.append(h["rank"])
@@ -163,6 +184,8 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
                 ranked.append(row)
         ranked.sort(key=lambda r: (r["mean rank"], r["method"]))
         lines += [tabulate(ranked + bounds, headers="keys", tablefmt="github"), ""]
+        lines += _versus_random(main, cols)
+        lines += _variance_components(main)
 
         eff = []
         for _, h in main.sort_values(["dataset", "ipc", "method"]).iterrows():
@@ -185,6 +208,39 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
             lines += ["### Cross-architecture transfer", "", tabulate(cross, headers="keys", tablefmt="github"), ""]
         sections.append("\n".join(lines))
     return sections
+
+
+def _versus_random(main: pd.DataFrame, cols: list[tuple[str, int]]) -> list[str]:
+    """Per method and column: the one-sided Welch p-value of "above random", ✓ below 0.05."""
+    if BASELINE not in set(main["method"]):
+        return []
+    rows = []
+    for method, ms in main[(main["method"] != BASELINE) & (main["ipc"] != 0)].groupby("method"):
+        row: dict[str, Any] = {"method": method}
+        for d, i in cols:
+            hit = ms[(ms["dataset"] == d) & (ms["ipc"] == i)]
+            p = hit.iloc[0]["p_vs_random"] if not hit.empty else math.nan
+            row[f"{d} IPC {i}"] = "-" if pd.isna(p) else f"{'✓' if p < 0.05 else '✗'} p={p:.3g}"
+        rows.append(row)
+    if not rows:
+        return []
+    return ["### Versus random", "", "Does the method beat `random` in the column? One-sided Welch's t-test on the "
+            "same observations as the intervals; ✓ when p < 0.05 (not corrected for the number of cells).", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _variance_components(main: pd.DataFrame) -> list[str]:
+    """Between-seed and between-model variance where a cell has several distillation seeds."""
+    several = main[main["seeds"] >= 2]
+    if several.empty:
+        return []
+    rows = [{"method": h.method, "dataset": h.dataset, "IPC": h.ipc, "seeds": h.seeds, "n": h.n,
+             "σ² seeds": f"{h.var_seed:.3f}", "σ² models": f"{h.var_model:.3f}",
+             "seed share": f"{h.var_seed / (h.var_seed + h.var_model):.0%}" if (h.var_seed + h.var_model) > 0 else "-"}
+            for h in several.sort_values(["dataset", "ipc", "method"]).itertuples()]
+    return ["### Variance components", "", "Where a cell has several distilled sets: the variance of accuracy "
+            "between distilled sets (seeds) and between evaluation models of one set (one-way random effects).", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
 def _machine_marks(ps: pd.DataFrame) -> tuple[str, Callable[[pd.Series], str]]:
