@@ -1,0 +1,120 @@
+"""The leaderboard site: rendered from the smoke sweep (structure), and loaded in a real headless
+browser (images load, sorting works, no console errors)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from benchsuite.records import read_records
+
+SCREENSHOT = Path(__file__).resolve().parent.parent / "build" / "site-screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def site(serial_smoke_results, tmp_path_factory):
+    """The smoke sweep's results copied (so a failed cell can be added) and its site written."""
+    results = tmp_path_factory.mktemp("site") / "results"
+    shutil.copytree(serial_smoke_results, results)
+    # as if the sweep had run here: the records name the saved sets in this folder
+    records = results / "records.jsonl"
+    records.write_text(records.read_text().replace(str(serial_smoke_results), str(results)))
+    # one failed cell, which the site must show instead of dropping it
+    bad = json.loads((results / "records.jsonl").read_text().splitlines()[0])
+    bad.update(method="broken-method", status="error", error={"type": "MethodError", "message": "it broke on purpose",
+                                                                "traceback": "Traceback ...", "expected": True})
+    for field in ("accuracy", "artifact", "eval_seconds", "eval_train_seconds", "eval_test_seconds"):
+        bad.pop(field, None)
+    with open(results / "records.jsonl", "a") as fh:
+        fh.write(json.dumps(bad) + "\n")
+    assert run_cli("--no-entry-points", "report", "--results", str(results)) == 0
+    return results
+
+
+def test_the_site_shows_every_record_and_every_picture_exists(site):
+    index = site / "site" / "index.html"
+    page = index.read_text()
+    records = read_records(site, warn=False)
+    # every record is a row of the cells table (its details hold its protocol hash and method)
+    rows = re.findall(r"<tr><td data-sort='([^']+)'>[^<]+</td><td>([^<]+)</td><td class=num data-sort='(\d+)'>", page)
+    assert sorted((m, int(i)) for m, _, i in rows) == sorted((r.method, r.ipc) for r in records)
+    assert "error: MethodError" in page and "it broke on purpose" in page
+    sources = [html.unescape(s) for s in re.findall(r"(?:src|href)='([^']+)'", page) if not s.startswith("data:")]
+    assert sources and all((index.parent / s).exists() for s in sources), [s for s in sources
+                                                                               if not (index.parent / s).exists()]
+    saved = {r.method for r in records if r.artifact}
+    thumbs = {Path(s).name.split("-ipc")[0] for s in sources if s.endswith("-thumb.png")}
+    assert saved <= thumbs  # every method with a saved set has its picture
+    assert any("accuracy-vs-ipc" in s for s in sources) and any("accuracy-vs-storage" in s for s in sources)
+    assert "http://" not in page and "https://" not in page  # opens offline
+
+
+def test_a_missing_set_keeps_its_earlier_picture_and_says_so(site, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(site, copy)
+    records = copy / "records.jsonl"
+    records.write_text(records.read_text().replace(str(site), str(copy)))
+    for artifact in (copy / "artifacts").rglob("*.pt"):
+        artifact.unlink()
+    assert run_cli("--no-entry-points", "report", "--results", str(copy)) == 0
+    page = (copy / "site" / "index.html").read_text()
+    assert "the picture is from an earlier render" in page
+    shutil.rmtree(copy / "site" / "img")
+    assert run_cli("--no-entry-points", "report", "--results", str(copy)) == 0
+    assert "the saved set is not on this machine" in (copy / "site" / "index.html").read_text()
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium + chromedriver (apt-get install chromium "
+                                                 "chromium-driver; .ci/run installs them)")
+def test_the_site_in_a_real_headless_browser(site):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1800", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get((site / "site" / "index.html").resolve().as_uri())
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert images
+        widths = [driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", im)
+                  for im in images]
+        assert all(w and w > 0 for w in widths), widths
+        table = driver.find_elements(By.CSS_SELECTOR, "table.sortable")[-1]  # every cell
+        def column(i):
+            return [td.get_attribute("data-sort") for td in
+                    table.find_elements(By.CSS_SELECTOR, f"tbody tr td:nth-child({i})")]
+        header = table.find_elements(By.TAG_NAME, "th")[0]  # method
+        header.click()
+        first = column(1)
+        assert first == sorted(first)
+        header.click()
+        assert column(1) == sorted(first, reverse=True)
+        ipc = table.find_elements(By.TAG_NAME, "th")[2]
+        ipc.click()
+        assert [float(v) for v in column(3)] == sorted(float(v) for v in column(3))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        driver.find_element(By.TAG_NAME, "h1").click()
+        driver.save_screenshot(str(SCREENSHOT))
+    finally:
+        driver.quit()
