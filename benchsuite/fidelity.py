@@ -1,0 +1,212 @@
+"""The reproduction table: each published number next to the suite's records of the same cell.
+
+For every row of the published table (:mod:`benchsuite.published`) and every protocol that has an
+``ok`` record of that (method, dataset, IPC, architecture), one line: the suite's mean and
+interval, the published figure, the difference, and a verdict:
+
+- **not comparable** when the suite's cell differs in what the number measures: fewer
+  distillation iterations than the published budget, hard labels where the paper learned soft
+  ones. The reasons are listed.
+- otherwise **within 2 points**, or a **gap** with its sign (suite minus published).
+
+Differences that shift a figure without changing what it measures are listed as caveats beside
+the verdict: an offline substitute test set (the CIFAR-10 copy with JPEG-degraded images), another
+evaluation recipe (epochs, augmentation), a published best-checkpoint figure against the suite's
+final-epoch one. Published cells without a suite record read "not run".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+from tabulate import tabulate
+
+from benchsuite import atomic
+from benchsuite.errors import BenchsuiteError
+from benchsuite.protocol import Protocol, available_protocols, load_protocol
+from benchsuite.published import load_published
+from benchsuite.records import RunRecord, latest_records, read_records
+from benchsuite.report import records_frame, summarise
+
+WITHIN = 2.0  # points
+FIDELITY_FILE = "fidelity.md"
+SELECTION = {"random", "herding", "kcenter", "full"}  # no distillation budget to fall short of
+
+
+@dataclass
+class SuiteCell:
+    """What the suite measured for one (protocol, method, dataset, IPC, arch)."""
+
+    protocol: str
+    protocol_hash: str
+    results: str
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    iterations: int | None
+    division: str | None
+    eval_epochs: int | None
+    eval_augment: str | None
+    test_set: str | None
+
+
+@dataclass
+class Line:
+    published: dict[str, Any]
+    suite: SuiteCell | None
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+
+    @property
+    def difference(self) -> float | None:
+        if self.suite is None:
+            return None
+        return self.suite.mean - float(self.published["accuracy"])
+
+
+def verdict(published: dict[str, Any], suite: SuiteCell | None, paper_iterations: int | None
+            ) -> tuple[str, list[str], list[str]]:
+    """(verdict, reasons it is not comparable, caveats) for one published row and suite cell."""
+    if suite is None:
+        return "not run", [], []
+    reasons, caveats = [], []
+    method = published["method"]
+    if method not in SELECTION and paper_iterations and suite.iterations is not None \
+            and suite.iterations < paper_iterations:
+        reasons.append(f"different budget: {suite.iterations:,} of the published {paper_iterations:,} iterations")
+    if published.get("labels") == "soft" and suite.division != "open":
+        reasons.append("different labels: the published figure trains on learned soft labels, the suite's closed "
+                       "division on hard labels")
+    if suite.test_set and suite.test_set != "official":
+        caveats.append(f"offline test set ({suite.test_set}): expect a few points below the official one")
+    pub_epochs = published.get("eval_epochs")
+    if pub_epochs is not None and not (isinstance(pub_epochs, float) and math.isnan(pub_epochs)) \
+            and suite.eval_epochs and int(pub_epochs) != suite.eval_epochs:
+        caveats.append(f"evaluation epochs {suite.eval_epochs} (published {int(pub_epochs)})")
+    pub_aug = published.get("eval_augment") or ""
+    if pub_aug and suite.eval_augment and pub_aug != suite.eval_augment:
+        caveats.append(f"evaluation augmentation {suite.eval_augment} (published {pub_aug})")
+    if published.get("reported_value") == "best":
+        caveats.append("the published figure is the best checkpoint, the suite's the final epoch")
+    if reasons:
+        return "not comparable", reasons, caveats
+    diff = suite.mean - float(published["accuracy"])
+    if abs(diff) <= WITHIN:
+        return "within 2 points", reasons, caveats
+    return f"gap {diff:+.1f}", reasons, caveats
+
+
+def suite_cells(results_dirs: Iterable[Path], protocols: dict[str, Protocol] | None = None
+                ) -> dict[tuple, list[SuiteCell]]:
+    """Summaries of every results folder, keyed by (method, dataset, ipc, arch)."""
+    results_dirs = list(results_dirs)
+    protocols = known_protocols(results_dirs) if protocols is None else protocols
+    out: dict[tuple, list[SuiteCell]] = {}
+    for folder in results_dirs:
+        records = latest_records(read_records(Path(folder), warn=False))
+        if not records:
+            continue
+        extra = _recipe_facts(records, protocols)
+        summary = summarise(records_frame(records))
+        for row in summary.itertuples():
+            facts = extra.get((row.protocol_hash, row.method, row.dataset, row.ipc, row.arch), {})
+            cell = SuiteCell(row.protocol, row.protocol_hash, str(folder), float(row.acc_mean), float(row.ci_low),
+                             float(row.ci_high), int(row.n), facts.get("iterations"), row.division,
+                             facts.get("eval_epochs"), facts.get("eval_augment"), row.test_set)
+            out.setdefault((row.method, row.dataset, int(row.ipc), row.arch), []).append(cell)
+    return out
+
+
+def _recipe_facts(records: list[RunRecord], protocols: dict[str, Protocol]) -> dict[tuple, dict[str, Any]]:
+    facts: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        if r.status != "ok":
+            continue
+        iterations = (r.method_config or {}).get("iterations")
+        facts[(r.protocol_hash, r.method, r.dataset, r.ipc, r.arch)] = {
+            "iterations": iterations if isinstance(iterations, int) else None,
+            "eval_epochs": r.eval_epochs,
+            "eval_augment": protocols[r.protocol_hash].eval.augment if r.protocol_hash in protocols else None,
+        }
+    return facts
+
+
+def known_protocols(roots: Iterable[Path]) -> dict[str, Protocol]:
+    """Protocols by hash: the bundled ones and every protocol file under ``roots``. A record does
+    not store its evaluation recipe's augmentation; its protocol, found by hash, does."""
+    out: dict[str, Protocol] = {}
+    paths = [Path(name) for name in available_protocols()]
+    for root in roots:
+        paths += sorted(Path(root).rglob("*.toml"))
+    for path in paths:
+        try:
+            proto = load_protocol(path if path.suffix else path.name)
+        except BenchsuiteError:
+            continue  # a .toml that is not a protocol
+        out.setdefault(proto.hash, proto)
+    return out
+
+
+def reproduction_lines(results_dirs: Iterable[Path], plugins: Any = None,
+                       published: pd.DataFrame | None = None) -> list[Line]:
+    published = load_published() if published is None else published
+    cells = suite_cells(results_dirs)
+    lines = []
+    for row in published.to_dict("records"):
+        key = (row["method"], row["dataset"], int(row["ipc"]), row["arch"])
+        paper_iterations = _paper_iterations(plugins, row["method"], row["dataset"], int(row["ipc"]))
+        for cell in cells.get(key) or [None]:
+            v, reasons, caveats = verdict(row, cell, paper_iterations)
+            lines.append(Line(row, cell, v, reasons, caveats))
+    return lines
+
+
+def _paper_iterations(plugins: Any, method: str, dataset: str, ipc: int) -> int | None:
+    """The iterations of the method's published (``paper``) config for the cell."""
+    if plugins is None or method not in plugins.methods or ipc == 0:
+        return None
+    try:
+        config = plugins.methods.get(method).config_for(dataset, ipc, load_protocol("paper"))
+    except Exception:  # noqa: BLE001 - a method without a paper table: nothing to compare against
+        return None
+    value = getattr(config, "iterations", None)
+    return value if isinstance(value, int) else None
+
+
+def fidelity_markdown(lines: list[Line]) -> str:
+    rows = []
+    for ln in lines:
+        p, s = ln.published, ln.suite
+        pub = f"{p['accuracy']:.1f}" + (f" ± {p['std']:.1f}" if not pd.isna(p.get("std")) else "")
+        rows.append({
+            "method": p["method"], "dataset": p["dataset"], "IPC": p["ipc"] or "whole",
+            "suite": "not run" if s is None else f"{s.mean:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}] (n={s.n})",
+            "protocol": "" if s is None else f"{s.protocol} ({s.results})",
+            "published": pub, "source": f"{p['source']} ({p['reliability']})",
+            "difference": "" if ln.difference is None else f"{ln.difference:+.1f}",
+            "verdict": ln.verdict + ("" if not ln.reasons else ": " + "; ".join(ln.reasons)),
+            "caveats": "; ".join(ln.caveats),
+        })
+    counts = pd.Series([ln.verdict.split(" ")[0] for ln in lines]).value_counts().to_dict() if lines else {}
+    head = ["# Reproduction: the suite next to the published numbers", "",
+            "Generated by `benchsuite report --fidelity` from the records of every results folder it was given "
+            "and the published table `benchsuite/published/accuracies.csv`. Verdicts: *within 2 points*, a *gap* "
+            "(suite minus published), *not comparable* (with the reason), or *not run*. Caveats shift a figure "
+            "without changing what it measures.", "",
+            "Counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
+    return "\n".join(head) + tabulate(rows, headers="keys", tablefmt="github") + "\n"
+
+
+def write_fidelity(results_root: Path, out_dir: Path | None = None, plugins: Any = None) -> Path:
+    """``fidelity.md`` from every results folder under ``results_root`` (itself included)."""
+    folders = sorted({f.parent for f in Path(results_root).rglob("records.jsonl")})
+    text = fidelity_markdown(reproduction_lines(folders, plugins))
+    out = Path(out_dir or results_root) / FIDELITY_FILE
+    atomic.write_text(out, text)
+    return out
