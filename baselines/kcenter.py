@@ -1,29 +1,43 @@
-"""K-center: greedy farthest-point selection per class in a random network's embedding."""
+"""K-center: greedy farthest-point selection per class (Sener & Savarese 2018) in the penultimate
+features of a ConvNet trained on the whole train set (docs/methods/baselines.md);
+``embedding=random`` selects in a randomly initialised network's features instead."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import benchsuite
-from benchsuite.ops.selection import kcenter, random_network_features, select_per_class
+from benchsuite.ops.selection import (
+    SelectionConfig,
+    kcenter,
+    prepare_extractor,
+    select_per_class,
+    selection_budgets,
+    selection_features,
+)
 
 
 @dataclass(frozen=True)
-class KCenterConfig:
-    arch: str | None = None  # embedding network; None = the protocol's distillation arch (ConvNet-3)
-    embed_batch: int = 1000
+class KCenterConfig(SelectionConfig):
+    pass
 
 
 class KCenter(benchsuite.Method):
     name = "kcenter"
-    version = "1"
+    version = "2"  # 2: a trained network's features by default (1: a random network's)
     kind = "select"
     Config = KCenterConfig
-    description = "greedy k-center (Sener & Savarese 2018) in a random ConvNet's embedding"
+    description = "greedy k-center (Sener & Savarese 2018) in a trained ConvNet's features"
+    budgets = selection_budgets(KCenterConfig)
+
+    def prepare(self, real, ipc, ctx):
+        return prepare_extractor(real, ctx, self.config)
 
     def distill(self, real, ipc, ctx):
-        feats = random_network_features(real, ctx, self.config.arch, self.config.embed_batch)
-        return select_per_class(real, ipc, lambda c, idx: kcenter(feats[idx], ipc, ctx.generator))
+        feats, info = selection_features(real, ctx, self.config)
+        syn = select_per_class(real, ipc, lambda c, idx: kcenter(feats[idx], ipc, ctx.generator))
+        syn.extra.update(info)
+        return syn
 
 
 @benchsuite.hookimpl
