@@ -1,7 +1,8 @@
 """The fixed evaluator: train fresh models on a synthetic set, report final-epoch test accuracy.
 
 Tensors already in memory stay on the device (no DataLoader); the only host sync per model is the
-final accuracy. Accuracy is that of the last epoch, never the best test checkpoint (DESIGN.md).
+final accuracy. Accuracy is that of the last epoch, never the best test checkpoint
+(docs/protocols.md, "Final-epoch accuracy, not the best checkpoint").
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,7 @@ def test_accuracy(model: nn.Module, test: LabeledData, batch_size: int = 2000) -
 
     On the CPU the pass runs in chunks of ``forward_chunk`` images (at most ``batch_size``):
     activations of 16 ConvNet-3 images stay in cache, and the eager pass takes 7-11 s instead of
-    11-14 s for 500-image batches (README, "Evaluator speed"). Large test sets go through a
+    11-14 s for 500-image batches (docs/performance.md). Large test sets go through a
     compiled forward (``compiled_inference``). 4-D inputs use channels-last layout, measurably faster for the CPU's
     convolutions and pooling. None of this changes the function of the weights being computed.
     """
@@ -91,6 +92,19 @@ def eval_space_testset(syn: SyntheticSet, test: LabeledData, train: LabeledData)
     return LabeledData(zca.apply(test.images), test.labels, test.num_classes, test.spec)
 
 
+def evaluation_augment(kind: str, dsa_strategy: str, arch: str) -> Any:
+    """The per-sample augmentation of the evaluation models: DSA with the dataset's strategy, DC
+    augmentation (``crop_noise`` for BatchNorm networks, as the DC code evaluates ConvNetBN;
+    ``crop_scale_rotate`` otherwise), or none."""
+    if kind == "dsa":
+        return DSA(dsa_strategy)
+    if kind == "dc":
+        from benchsuite.ops.dc_augment import DCAugment
+
+        return DCAugment("crop_noise" if "bn" in arch.split(":")[-1].lower() else "crop_scale_rotate")
+    return None
+
+
 def evaluate_synset(
     syn: SyntheticSet,
     test: LabeledData,
@@ -115,7 +129,7 @@ def evaluate_synset(
     targets = (syn.labels.float() if use_soft else syn.hard_labels().long()).to(device)
     lr = syn.learned_lr if (open_division and syn.learned_lr) else recipe.lr
     epochs = epochs or recipe.epochs
-    augment = DSA(dsa_strategy) if recipe.augment == "dsa" else None
+    augment = evaluation_augment(recipe.augment, dsa_strategy, arch)
     test = test.to(device)
 
     accs, losses = [], []

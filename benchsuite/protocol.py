@@ -17,12 +17,16 @@ from benchsuite.errors import ConfigError, UnknownNameError
 PROTOCOL_DIR = Path(__file__).resolve().parent / "protocols"
 
 
+AUGMENTS = ("dsa", "dc", "none")
+
+
 @dataclass(frozen=True)
 class EvalRecipe:
     """How every synthetic set is evaluated: train fresh models, report final-epoch test accuracy.
 
-    Defaults are the DC/DSA/DM evaluation (METHODS.md §1.4): SGD lr 0.01, momentum 0.9, weight
-    decay 5e-4, batch 256, lr x0.1 at half of the epochs, DSA augmentation during training.
+    Defaults are the DC/DSA/DM evaluation (docs/protocols.md, "The evaluation recipe"): SGD lr
+    0.01, momentum 0.9, weight decay 5e-4, batch 256, lr x0.1 at half of the epochs, DSA
+    augmentation during training.
     """
 
     epochs: int = 1000
@@ -32,7 +36,7 @@ class EvalRecipe:
     batch_size: int = 256
     lr_decay_at: float = 0.5
     lr_decay_factor: float = 0.1
-    augment: str = "dsa"  # "dsa" or "none"
+    augment: str = "dsa"  # "dsa", "dc" (DC augmentation, the DC paper's MNIST recipe) or "none"
     models: int = 5  # fresh models per architecture
     test_batch_size: int = 500
     division: str = "closed"  # "closed": hard labels + fixed lr; "open": honour soft labels and learned lr
@@ -41,8 +45,8 @@ class EvalRecipe:
     full_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        if self.augment not in ("dsa", "none"):
-            raise ConfigError(f"eval.augment must be 'dsa' or 'none', got {self.augment!r}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"eval.augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         if self.division not in ("closed", "open"):
             raise ConfigError(f"eval.division must be 'closed' or 'open', got {self.division!r}")
         if self.full_epochs is not None and self.full_epochs < 1:
