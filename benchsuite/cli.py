@@ -33,7 +33,7 @@ examples:
 
 REPORT_EXAMPLES = """
 examples:
-  benchsuite report                  # reads results/records.jsonl, writes results/leaderboard.md and summary.csv
+  benchsuite report                  # reads results/records.jsonl, writes leaderboard.md, summary.csv, site/index.html
   benchsuite report --results runs/ --out docs/
 """
 
@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=fmt)
     rep.add_argument("--results", type=Path, default=Path("results"), help="folder with records.jsonl (default results/)")
     rep.add_argument("--out", type=Path, help="where to write leaderboard.md and summary.csv (default: --results)")
+    rep.add_argument("--no-site", action="store_true", help="do not write the HTML site (site/index.html)")
+    rep.add_argument("--fidelity", action="store_true",
+                     help="also write fidelity.md: every published number next to the records of the same cell in "
+                          "--results and all its subfolders, with a verdict")
+    rep.add_argument("--data-root", help="dataset folder (default $BENCHSUITE_DATA); only needed to un-whiten "
+                     "ZCA sets (MTT, PAD) for their pictures")
 
     probe = sub.add_parser("probe", help="distill one cell outside a sweep (calibration, timing); writes no record",
                            epilog=PROBE_EXAMPLES, formatter_class=fmt)
@@ -482,42 +488,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"no records in {args.results}/records.jsonl; run `benchsuite run` first or pass --results")
     board, summary_path, summary = write_report(args.results, args.out)
     print(f"wrote {board} and {summary_path} ({len(summary)} rows)")
+    if args.fidelity:
+        from benchsuite.fidelity import write_fidelity
+
+        print(f"wrote {write_fidelity(args.results, args.out, plugins=_plugins(args))}")
+    if not args.no_site:
+        from benchsuite.site import write_site
+
+        index = write_site(args.results, args.out, plugins=_plugins(args), data_root=args.data_root)
+        print(f"wrote {index} (open it in a browser; it needs no server)")
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    import torch
-    from torchvision.utils import save_image
-
     from benchsuite.api import SyntheticSet
+    from benchsuite.pictures import Renderer
 
     if not args.artifact.exists():
         raise ConfigError(f"artifact {args.artifact} does not exist")
     syn, meta = SyntheticSet.load(args.artifact)
-    plugins = _plugins(args)
-    dataset = meta.get("dataset")
-    images = syn.images
-    if syn.transform and dataset and dataset in plugins.datasets:
-        # Whitened images: map them back with the train set's ZCA fit (loading the train set).
-        from benchsuite.data import DataSources, load_dataset
-        from benchsuite.ops.zca import zca_from_description
-        from benchsuite.runner import default_cache_dir
-
-        data = load_dataset(plugins.datasets.get(dataset), DataSources.resolve(args.data_root, allow_download=False),
-                            default_cache_dir(), torch.device("cpu"))
-        images = zca_from_description(syn.transform, data.train.images).inverse(images)
-        print(f"un-whitened with the {syn.transform} fit on the {dataset} train set")
-    if dataset and dataset in plugins.datasets:
-        spec = plugins.datasets.get(dataset).spec
-        mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-        std = torch.tensor(spec.std).view(1, -1, 1, 1)
-        images = images * std + mean
-    labels = syn.hard_labels()
-    order = torch.argsort(labels, stable=True)
-    counts = torch.bincount(labels)
     out = args.out or args.artifact.with_suffix(".png")
-    save_image(images[order].clamp(0, 1), out, nrow=int(counts.max()) if len(counts) else 8, padding=1)
-    print(f"{args.artifact}: {len(images)} images {tuple(images.shape[1:])}, {len(counts)} classes, "
+    note = Renderer(_plugins(args), args.data_root).save_grid(syn, meta.get("dataset"), out)
+    if note:
+        print(note)
+    counts = syn.per_class_counts(int(syn.hard_labels().max()) + 1) if len(syn.images) else []
+    print(f"{args.artifact}: {len(syn.images)} images {tuple(syn.images.shape[1:])}, {len(counts)} classes, "
           f"storage {syn.storage_bytes} bytes, learned lr {syn.learned_lr}")
     for k in ("method", "method_version", "dataset", "ipc", "seed", "protocol", "distill_seconds"):
         if k in meta:

@@ -41,8 +41,11 @@ def records_of(results: Path) -> list[dict]:
     return [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
 
 
-# Inside method_extra: who built a shared cache (a prepare task, or the first cell), where, how long.
-CACHE_PROVENANCE = {"dir", "path", "trained_now", "build_seconds", "train_seconds"}
+# Inside method_extra: who built a shared cache (a prepare task, or the first cell), where, how long,
+# and the feature extractor's training-set accuracy, a sanity figure of the cache: after other tests
+# have run in this process it can differ in the last digit from the one a fresh worker computes,
+# while the selected images (compared bit for bit below) and every accuracy are the same.
+CACHE_PROVENANCE = {"dir", "path", "trained_now", "build_seconds", "train_seconds", "train_accuracy"}
 
 
 def _without_cache_provenance(value):
