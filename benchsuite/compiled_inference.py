@@ -1,9 +1,10 @@
 """A compiled forward for the evaluator's test pass on the CPU.
 
-At IPC 1 the 10,000-image test pass is two thirds of an evaluation (ANCHORS.md). In eager mode a
+At IPC 1 the 10,000-image test pass is two thirds of an evaluation (the official code's cost, measured on the
+project's machine: docs/performance.md, "The official code's cost on the project's machine"). In eager mode a
 third of it is instance norm, ReLU and pooling, each a separate pass over activations that do not
 fit the cache; ``torch.compile`` fuses them around the convolutions and the pass takes
-5.6-6.3 s instead of 7-11 s eagerly (README, "Evaluator speed"). Predictions are those of the
+5.6-6.3 s instead of 7-11 s eagerly (docs/performance.md, "What makes the evaluator fast"). Predictions are those of the
 eager model up to float rounding (``tests/test_compiled_inference.py``).
 
 Compiling costs 5-13 s per architecture and batch shape, so it is done once per process: a

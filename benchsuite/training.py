@@ -38,7 +38,7 @@ def run_epochs(model: nn.Module, opt: torch.optim.Optimizer, images: Tensor, tar
     a whole set that fits in one batch is used as it is (a permutation would only reorder it).
     With ``chunk``, each minibatch's gradient is accumulated over chunks of that many images: the
     same mean gradient for networks whose outputs are per-sample (no BatchNorm in train mode), and
-    faster on the CPU (README, "Evaluator speed"). ``on_step(step, epoch)`` follows every update.
+    faster on the CPU (docs/performance.md). ``on_step(step, epoch)`` follows every update.
     """
     model.train()
     n = images.shape[0]

@@ -1,5 +1,5 @@
 """DC: Dataset Condensation with Gradient Matching (Zhao et al., ICLR'21) and DSA, its version with
-Differentiable Siamese Augmentation (Zhao & Bilen, ICML'21): METHODS.md §2.
+Differentiable Siamese Augmentation (Zhao & Bilen, ICML'21); see docs/methods/dc.md.
 
 Every outer iteration draws a fresh random network θ and runs ``outer_loop`` matching steps: for
 each class c the gradient of the cross-entropy on a real batch of class c (256 images, detached)
@@ -10,12 +10,14 @@ SGD step (lr 0.1, momentum 0.5) on the synthetic pixels. Between matching steps 
 
 ``dsa`` additionally augments each class's real and synthetic batch with one shared DSA draw
 (siamese) before matching, and trains θ with independent per-sample DSA; it starts from real
-images. ``dc`` uses no augmentation and starts from noise (the official defaults, §2.4).
+images. ``dc`` uses no augmentation and starts from noise (the official defaults, docs/methods/dc.md
+("Published hyperparameters")).
 
 BatchNorm networks (e.g. ``convnet-bn``): before each matching step the BN statistics are set from
-16 real images per class and frozen (METHODS.md §2.6). The official code runs one train-mode
-forward with BN momentum 0.1, which leaves the statistics mostly at their initial values; here the
-statistics are exactly those of the real batch, as the method's description says.
+16 real images per class and frozen (docs/methods/dc.md, "Algorithm"). The official code runs one
+train-mode forward with BN momentum 0.1, which leaves the statistics mostly at their initial values;
+here the statistics are exactly those of the real batch, as the method's description says
+(docs/methods/dc.md, "Deviations from the paper and the official code").
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from benchsuite.ops.matching import METRICS, LossMonitor, forward_chunk, make_au
 from benchsuite.ops.objectives import dc_outer_step
 from benchsuite.ops.sampling import INITS, learnable_synthetic
 
-# Source of the `paper` values: METHODS.md §2.3-2.4, read in the official repository
+# Source of the `paper` values: docs/methods/dc.md ("Published hyperparameters"), read in the official repository
 # (VICO-UoE/DatasetCondensation @53f63a6, main.py defaults and its loop table). The same values
 # for MNIST, Fashion-MNIST, SVHN, CIFAR-10/100 (no per-dataset tuning, README).
-PAPER_SOURCE = "METHODS.md §2.3-2.4; VICO-UoE/DatasetCondensation@53f63a6 main.py"
+PAPER_SOURCE = "docs/methods/dc.md (\"Published hyperparameters\"); VICO-UoE/DatasetCondensation@53f63a6 main.py"
 
-# (outer_loop, inner_loop) per IPC, official `get_loops` (METHODS.md §2.3).
+# (outer_loop, inner_loop) per IPC, official `get_loops` (docs/methods/dc.md, "Published hyperparameters").
 PAPER_LOOPS: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20),
                                            40: (40, 15), 50: (50, 10)}
 
@@ -87,9 +89,10 @@ def paper_config(dataset: str, ipc: int, dsa: bool) -> DCConfig:
 
 
 # `quick` budgets: real Fashion-MNIST on the 2-core CPU, ConvNet-3, 3-5 minutes of distillation per
-# (method, IPC) cell. Measured (tests/perf/test_perf_methods.py, README "Methods: DC, DSA, DM"; shared
-# machine): one matching step at IPC 1 (real gradients of 10 x 256 images, 16 per forward) takes
-# 6.9 s with two threads (0.63x the official-style step in the same run; ANCHORS official: 7.15 s);
+# (method, IPC) cell. Measured (tests/perf/test_perf_methods.py, docs/methods/dc.md "Measured in the suite";
+# shared machine): one matching step at IPC 1 (real gradients of 10 x 256 images, 16 per forward) takes
+# 6.9 s with two threads (0.63x the official-style step in the same run; the official code: 7.15 s,
+# docs/methods/dc.md "Cost of the official code");
 # one inner epoch on 100 synthetic images about 0.3 s (0.6 s with one thread on a loaded machine).
 QUICK_IPC1 = (40, 1, 1)    # (iterations, outer_loop, inner_loop): 40 x 6.9 s = about 4.6 min
 QUICK_MULTI = (5, 5, 10)   # IPC > 1: 5 x (5 x 7 s + 4 x 10 x 0.3 s) = about 4 min at IPC 10
@@ -128,7 +131,7 @@ class DC(benchsuite.Method):
     version = "1"
     kind = "distill"
     Config = DCConfig
-    description = "gradient matching on fresh random ConvNets (METHODS.md §2)"
+    description = "gradient matching on fresh random ConvNets (docs/methods/dc.md)"
     uses_dsa = False
     budgets = {"paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc, False),
                "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc, False),
@@ -156,7 +159,7 @@ class DC(benchsuite.Method):
 
 class DSAMethod(DC):
     name = "dsa"
-    description = "DC with differentiable siamese augmentation and real init (METHODS.md §1.3, §2)"
+    description = "DC with differentiable siamese augmentation and real init (docs/methods/dc.md)"
     uses_dsa = True
     budgets = {"paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc, True),
                "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc, True),

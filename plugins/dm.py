@@ -1,4 +1,4 @@
-"""DM: Dataset Condensation with Distribution Matching (Zhao & Bilen, WACV'23), METHODS.md §3.
+"""DM: Dataset Condensation with Distribution Matching (Zhao & Bilen, WACV'23); see docs/methods/dm.md.
 
 Each iteration samples a fresh, frozen, randomly initialised network ψ; for every class c it draws
 a real batch B_c (256 images), augments B_c and the class's synthetic images S_c with one shared
@@ -8,7 +8,7 @@ DSA draw, and the loss is Σ_c ‖mean ψ.embed(A(B_c)) − mean ψ.embed(A(S_c)
 All classes' real images go through ψ in one (chunked, gradient-free) pass and all synthetic images
 in one pass: with instance norm every sample is normalised on its own, so this equals the
 per-class forwards of the official code; with BatchNorm it is what DM prescribes (multi-class
-batch statistics, METHODS.md §3.1), and the real pass is then not chunked.
+batch statistics, docs/methods/dm.md "Algorithm"), and the real pass is then not chunked.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from benchsuite.ops.matching import LossMonitor, forward_chunk, make_augment, pu
 from benchsuite.ops.objectives import dm_step  # noqa: F401
 from benchsuite.ops.sampling import INITS, learnable_synthetic
 
-# Source of the `paper` values: METHODS.md §3.2, read in the official repository
+# Source of the `paper` values: docs/methods/dm.md ("Published hyperparameters"), read in the official repository
 # (VICO-UoE/DatasetCondensation @53f63a6, main_DM.py defaults and README commands).
-PAPER_SOURCE = "METHODS.md §3.2; VICO-UoE/DatasetCondensation@53f63a6 main_DM.py + README"
+PAPER_SOURCE = ("docs/methods/dm.md (\"Published hyperparameters\"); VICO-UoE/DatasetCondensation@53f63a6 "
+                "main_DM.py + README")
 
 
 @dataclass(frozen=True)
 class DMConfig:
-    iterations: int = 20_000     # official `Iteration` (METHODS.md §3.2)
+    iterations: int = 20_000     # official `Iteration` (docs/methods/dm.md, "Published hyperparameters")
     lr_img: float = 1.0          # SGD on the pixels; 10 for CIFAR-10 at IPC >= 100
     momentum_img: float = 0.5
     batch_real: int = 256        # real images per class per iteration
@@ -51,10 +52,10 @@ class DMConfig:
 
 # `quick` budget: real Fashion-MNIST on the 2-core CPU, ConvNet-3, 3-5 minutes per cell. DM's cost is
 # the forward of 10 x 256 real images per iteration, nearly independent of IPC: measured
-# (tests/perf/test_perf_methods.py, README "Methods: DC, DSA, DM"; shared machine) 2.16 s per
-# iteration with two threads (0.47x the official-style step in the same run; ANCHORS official:
-# 3.2 s), so 100 iterations take about 3.6 min. (ANCHORS.md: 200 official iterations reach 71.9%
-# at IPC 1.)
+# (tests/perf/test_perf_methods.py, docs/methods/dm.md "Speed against the official code"; shared
+# machine) 2.16 s per iteration with two threads (0.47x the official-style step in the same run; the
+# official code: 3.2 s), so 100 iterations take about 3.6 min. (200 official iterations reach 71.9%
+# at IPC 1: docs/methods/dm.md, "Cost and accuracy of the official code".)
 QUICK_ITERATIONS = {1: 100, 10: 100}
 SMOKE = DMConfig(iterations=5, batch_real=16)
 
@@ -81,7 +82,7 @@ class DM(benchsuite.Method):
     version = "1"
     kind = "distill"
     Config = DMConfig
-    description = "distribution matching: class-mean embeddings under fresh random ConvNets (METHODS.md §3)"
+    description = "distribution matching: class-mean embeddings under fresh random ConvNets (docs/methods/dm.md)"
 
     budgets = {"smoke": lambda dataset, ipc, protocol: SMOKE,
                "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),

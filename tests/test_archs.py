@@ -1,4 +1,5 @@
-"""The network zoo: shapes, embeddings, METHODS.md parameter counts, timm and error paths."""
+"""The network zoo: shapes, embeddings, published parameter counts (docs/architectures.md), timm and
+error paths."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_train_mode_batchnorm_forward_with_gradients() -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_convnet3_parameter_counts_match_methods_md() -> None:
+def test_convnet3_parameter_counts_match_published() -> None:
     assert n_params(ConvNet(3, 10, 32)) == 320_010
     assert n_params(ConvNet(1, 10, 28)) == 317_706
     assert n_params(ConvNet(3, 100, 32)) == 504_420

@@ -235,7 +235,7 @@ def test_make_augment():
     assert make_augment("crop", Spec()).ops == ("crop",)
 
 
-# ---------------------------------------------------------------- config tables (METHODS.md §2.3-2.4, §3.2)
+# ------------------------------- config tables (docs/methods/dc.md, docs/methods/dm.md: "Published hyperparameters")
 
 
 @pytest.fixture(scope="module")

@@ -301,7 +301,7 @@ def test_el2n_orders_misfit_samples_as_hard(tiny):
 # ---------------------------------------------------------------- configs and methods
 
 
-def test_mtt_paper_table_matches_methods_md(mods):
+def test_mtt_paper_table_matches_the_published_one(mods):
     mtt = mods["mtt"]
     c = mtt.paper_config("cifar10", 1)
     assert (c.syn_steps, c.expert_epochs, c.max_start_epoch, c.zca, c.lr_img, c.lr_lr, c.lr_teacher) == (
@@ -320,7 +320,7 @@ def test_mtt_paper_table_matches_methods_md(mods):
     assert "not published" in fm.source and fm.syn_steps == 30
 
 
-def test_pad_paper_table_matches_methods_md(mods):
+def test_pad_paper_table_matches_the_published_one(mods):
     pad = mods["pad"]
     c1 = pad.paper_config("cifar10", 1)
     assert (c1.mask_ratio, c1.syn_steps, c1.max_start_epoch, c1.batch_syn, c1.lr_label, c1.lr_img, c1.lr_lr,

@@ -2,7 +2,7 @@
 with the quick config: RMS(images after K − images at the start) / RMS(images at the start).
 
 Used to put the latent methods' learning rates on the scale of their pixel counterparts
-(README "Methods: GLaD, H-PD", calibration): the published GLaD lrs were tuned for StyleGAN-XL's
+(docs/methods/glad.md, "Calibrating the quick learning rates"): the published GLaD lrs were tuned for StyleGAN-XL's
 feature maps, whose scale the suite's small prior does not share, so lr_f and lr_w are scaled
 together (keeping their published ratio) until the image moves about as far as the pixel
 method's does in the same number of iterations.

@@ -1,6 +1,7 @@
 """Train (or load from the cache) the generative prior of GLaD / H-PD on a dataset and report its
 cost and a sanity figure: the test accuracy of ConvNet-3 models trained only on generated images
-(`per_class` per class, the protocol's evaluation recipe). README "Generative prior" came from
+(`per_class` per class, the protocol's evaluation recipe). The figures of docs/methods/glad.md
+("The Fashion-MNIST prior") came from
 
     BENCHSUITE_CACHE=/tmp/bscache BENCHSUITE_DATA=../shared/data python tools/train_prior.py fashionmnist '{}' 100
 

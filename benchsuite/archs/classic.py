@@ -1,4 +1,5 @@
-"""VGG11, AlexNet, LeNet and MLP from the DC cross-architecture zoo (METHODS.md §1.2).
+"""VGG11, AlexNet, LeNet and MLP from the DC cross-architecture zoo (docs/architectures.md,
+"Cross-architecture networks").
 
 28×28 inputs are not resized: the first conv gets extra padding so the first map is 32×32
 (VGG pad 3, AlexNet pad 4) or 28×28 (LeNet pad 2). ``embed`` is the flattened input of the final

@@ -1,9 +1,10 @@
-"""The DC-lineage ConvNet (METHODS.md §1.2) and its ablation variants.
+"""The DC-lineage ConvNet (docs/architectures.md, "ConvNet-3") and its ablation variants.
 
 Each block is ``Conv3x3 → Norm → Act → Pool(2, 2)``; then flatten and ``Linear(width·h·w, C)``.
 28×28 inputs are not resized: the first conv is padded by 3 so the map becomes 32×32.
 Modules are registered in the order conv1, norm1, (act1, pool1), conv2, norm2, …, classifier, so
-``parameters()`` flattens in METHODS.md's per-layer order (PAD's shallow-layer mask relies on it).
+``parameters()`` flattens in the per-layer order of docs/architectures.md ("ConvNet-3"); PAD's
+shallow-layer mask relies on it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The built-in datasets: their specs (DC-lineage normalisation, METHODS.md §1.1) and source order.
+"""The built-in datasets: their specs (DC-lineage normalisation, docs/datasets.md "Normalisation")
+and source order (docs/datasets.md, "Where the data comes from").
 
 Sources are tried in order: the data root (exact layouts first), Debian's package where there is
 one, an earlier torchvision download, then a torchvision download as the last resort.

@@ -33,5 +33,5 @@ class DatasetSpec:
 
     @property
     def dsa_strategy(self) -> str:
-        """The published DSA strategy: no flip for digit datasets (METHODS.md §1.3)."""
+        """The published DSA strategy: no flip for digit datasets (docs/augmentation.md, "Strategies")."""
         return "color_crop_cutout_scale_rotate" if self.digits else "color_crop_cutout_flip_scale_rotate"

@@ -1,4 +1,4 @@
-"""Sample difficulty (EL2N) and PAD's difficulty-scheduled view of the train set (METHODS.md §6.1).
+"""Sample difficulty (EL2N) and PAD's difficulty-scheduled view of the train set (docs/methods/pad.md).
 
 EL2N (Paul et al., 2021): the L2 norm of softmax(f(x)) − onehot(y) under briefly trained networks,
 averaged over a few of them; higher is harder. PAD orders each class easy → hard by it and lets
@@ -54,7 +54,7 @@ class DifficultySchedule:
     (``initial_ratio`` IR, ``add_end_epoch`` AEE); from ``rm_epoch_first`` the easiest
     ``rm_easy_ratio_first`` are removed, from ``rm_epoch_second`` the easiest ``rm_easy_ratio_second``.
     Defaults: the PAD README command for CIFAR-10 (IR 0.75, AEE 20, removal at epochs 40 and 60 of
-    10% and 20%; METHODS.md §6.2).
+    10% and 20%; docs/methods/pad.md, "Published hyperparameters").
     """
 
     initial_ratio: float = 0.75

@@ -1,4 +1,4 @@
-"""Differentiable Siamese Augmentation (DSA), re-implemented from METHODS.md §1.3.
+"""Differentiable Siamese Augmentation (DSA), re-implemented as docs/augmentation.md describes.
 
 Every op is differentiable with respect to the images, vectorised over the batch (no Python
 loop over samples) and draws its randomness from an explicit CPU ``torch.Generator``; the
@@ -60,7 +60,7 @@ _IDENTITY = "none"
 # Scale and rotate sample with align_corners=True (grid_sample, and a sampling grid equal to
 # affine_grid(..., align_corners=True)). That is the behaviour of
 # torch < 1.3, which the DSA paper was run with; since torch 1.3 the default is False, which
-# shifts scale/rotate by half a pixel (ANCHORS.md, "Known problems of the official code").
+# shifts scale/rotate by half a pixel (docs/augmentation.md, "align_corners").
 _ALIGN_CORNERS = True
 
 

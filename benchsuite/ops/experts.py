@@ -1,4 +1,6 @@
-"""Expert trajectories for trajectory matching (MTT, PAD; METHODS.md §4.1, §6.2), with a disk cache.
+"""Expert trajectories for trajectory matching (MTT, PAD), with a disk cache.
+
+Described in docs/methods/mtt.md ("Expert trajectories").
 
 An expert is a network of the student's exact architecture trained from a random start with SGD
 (lr 0.01, no momentum, no weight decay, no lr decay, batch 256, DSA), its flattened parameters

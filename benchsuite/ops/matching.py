@@ -1,4 +1,4 @@
-"""Matching objectives shared by the distillation methods, re-implemented from METHODS.md §2–3.
+"""Matching objectives shared by the distillation methods (docs/methods/dc.md, docs/methods/dm.md).
 
 Functions of tensors (no state, every random draw from an explicit generator), so DC/DSA, DM and
 the methods that reuse their objectives (GLaD, H-PD, HMN) share one definition:
@@ -15,9 +15,9 @@ the methods that reuse their objectives (GLaD, H-PD, HMN) share one definition:
   stops being finite.
 
 Chunking: on the CPU a ConvNet-3 forward/backward of 256 images is about a third slower than the
-same work in chunks of 16 (measured on the 2-core project machine, README "Methods: DC, DSA, DM";
-most likely because a chunk's activations are small enough for the allocator to reuse memory
-instead of faulting in fresh pages for every layer, which shows as system time). Chunking never
+same work in chunks of 16 (measured on the 2-core project machine, docs/methods/dc.md "Speed against
+the official code"; most likely because a chunk's activations are small enough for the allocator to
+reuse memory instead of faulting in fresh pages for every layer, which shows as system time). Chunking never
 changes the result for networks whose outputs are per-sample (instance, group, layer norm, no
 norm, BatchNorm in eval mode); callers must not chunk a BatchNorm network in train mode, whose
 statistics depend on the whole batch (:func:`has_batchnorm`).
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = ("ours", "mse", "cos", "l1")
-EPS = 1e-6  # DC's constant in the cosine denominator (METHODS.md §2.2)
+EPS = 1e-6  # DC's constant in the cosine denominator (docs/methods/dc.md, "Algorithm")
 
 
 def forward_chunk(device: torch.device | str, image_shape: Sequence[int] | None = None) -> int | None:
@@ -100,14 +100,14 @@ def _unit_distance(a: Tensor, b: Tensor, eps: float) -> Tensor:
 
 def gradient_distance(g_syn: Sequence[Tensor], g_real: Sequence[Tensor], metric: str = "ours",
                       eps: float = EPS) -> Tensor:
-    """DC's distance between two gradient lists of the same parameters (METHODS.md §2.2).
+    """DC's distance between two gradient lists of the same parameters (docs/methods/dc.md, "Algorithm").
 
     * ``"ours"``: Σ over tensors, Σ over output units of 1 − cosine; 1-D tensors (biases, norm
       γ/β) contribute 0.
     * ``"mse"``: squared L2 distance of the concatenated gradient vectors.
     * ``"cos"``: 1 − cosine of the concatenated gradient vectors.
     * ``"l1"``: L1 distance of the concatenated gradient vectors (IDC's choice for the MNIST
-      family, METHODS.md §7.2).
+      family, docs/methods/hmn.md).
 
     Differentiable in both arguments (DC differentiates through ``g_syn``). Returns a 0-d tensor.
     """
@@ -209,7 +209,7 @@ def classwise_mean_embedding_distance(emb_real: Tensor, emb_syn: Tensor, num_cla
 
 
 def published_dsa_strategy(dataset: str) -> str:
-    """The published DSA strategy of a built-in dataset (no flip for MNIST/SVHN, METHODS.md §1.3);
+    """The published DSA strategy of a built-in dataset (no flip for MNIST/SVHN, docs/augmentation.md);
     ``"auto"`` (resolved from the run's dataset spec) for a dataset the suite does not ship."""
     from benchsuite.data import builtin_entry
     from benchsuite.errors import UnknownNameError

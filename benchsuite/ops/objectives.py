@@ -1,6 +1,6 @@
 """The per-step objectives of DC/DSA and DM, shared by the pixel methods (``plugins/dc.py``,
 ``plugins/dm.py``) and the methods that optimise another parameterisation through the same
-objectives (GLaD, H-PD: ``plugins/glad/latents.py``). METHODS.md §2–3.
+objectives (GLaD, H-PD: ``plugins/glad/latents.py``). See docs/methods/dc.md and docs/methods/dm.md.
 
 Each step takes the synthetic images as a leaf tensor and an optimiser-like object with
 ``zero_grad()`` and ``step()``: a pixel method passes its SGD over the pixels; a latent method
@@ -47,7 +47,7 @@ class DCStepSettings(Protocol):
 def freeze_bn_statistics(net: nn.Module, real: LabeledData, per_class: int, generator: torch.Generator) -> None:
     """Set every BatchNorm's running statistics to those of ``per_class`` real images of each class
     (one train-mode forward) and put the BN layers in eval mode, so tiny synthetic batches are
-    normalised with real statistics (METHODS.md §2.6)."""
+    normalised with real statistics (docs/methods/dc.md, "Deviations from the paper and the official code")."""
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     xr, _ = sample_classes(real, per_class, generator)
     momenta = [m.momentum for m in bns]
@@ -124,7 +124,7 @@ def dm_step(net: nn.Module, syn: Tensor, opt: torch.optim.Optimizer, real: Label
     ``syn`` is the leaf tensor ``[C·ipc, ...]`` (class-major) that ``opt`` updates. Returns the loss
     (a detached 0-d tensor, not read back, so an accelerator is not synchronised).
     """
-    net.train()  # BatchNorm: batch statistics of the multi-class batch (METHODS.md §3.1)
+    net.train()  # BatchNorm: batch statistics of the multi-class batch (docs/methods/dm.md, "Algorithm")
     for p in net.parameters():
         p.requires_grad_(False)
     k = real.num_classes

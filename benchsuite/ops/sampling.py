@@ -1,4 +1,5 @@
-"""Class-wise sampling of real images and initialisation of synthetic sets (METHODS.md §1.1, §2.1).
+"""Class-wise sampling of real images and initialisation of synthetic sets (docs/datasets.md,
+"Real batches per class"; docs/methods/dc.md).
 
 DC, DM and the methods built on them draw their real batches per class (a random permutation of
 the class's indices, as the official ``get_images(c, n)``) and initialise the synthetic set with

@@ -1,11 +1,11 @@
-"""Trajectory matching (MTT, METHODS.md §4.2; PAD's masked variant, §6.1): a functional student
+"""Trajectory matching (MTT, docs/methods/mtt.md; PAD's masked variant, docs/methods/pad.md): a functional student
 unrolled from an expert checkpoint, and the normalised parameter distance to a later checkpoint.
 
 * :class:`ParamLayout` flattens a network's parameters in registration order (shallow → deep, the
   order PAD's depth mask relies on) and views a flat vector back as named tensors.
 * :class:`FunctionalStudent` runs the *same* module with a flat parameter vector through
   ``torch.func.functional_call``, so the student is exactly the expert's architecture (norm
-  included; METHODS.md §4.5), not a re-implementation.
+  included; docs/methods/mtt.md, "Deviations"), not a re-implementation.
 * :func:`plan_steps` draws the randomness of every student step up front (minibatch indices and a
   DSA draw, independent per sample, not siamese), so that a recomputation replays the same steps.
 * :func:`unroll_backward` unrolls N SGD steps θ_{n+1} = θ_n − α∇CE(θ_n; A(X_b), y_b) and

@@ -1,4 +1,4 @@
-"""The trajectory-matching distillation loop shared by MTT and PAD (METHODS.md §4.2, §6.2).
+"""The trajectory-matching distillation loop shared by MTT and PAD (docs/methods/mtt.md, docs/methods/pad.md).
 
 Learned: the synthetic pixels (SGD, momentum 0.5), the student step size α (SGD, momentum 0.5,
 started at the experts' lr) and, for DATM/PAD's soft labels, the label logits (SGD, momentum 0.9).
@@ -71,7 +71,7 @@ class MatchSettings:
         if self.max_start - 1 + self.expert_epochs > expert_train_epochs:
             raise ConfigError(
                 f"max_start ({self.max_start}) - 1 + expert_epochs ({self.expert_epochs}) exceeds the experts' "
-                f"{expert_train_epochs} training epochs (METHODS.md §4.5); train longer experts or lower max_start")
+                f"{expert_train_epochs} training epochs (docs/methods/mtt.md); train longer experts or lower max_start")
         if self.mask not in MASKS:
             raise ConfigError(f"mask must be one of {list(MASKS)}, got {self.mask!r}")
         if self.unroll not in UNROLL_MODES:
@@ -83,8 +83,8 @@ class MatchSettings:
 
 
 # MTT's quick budget (also glad-mtt's and hpd-mtt's, so one set of cached experts serves all three).
-# Fashion-MNIST (quick) on the 2-core CPU, ConvNet-3 (tests/perf/test_perf_trajectory.py, README
-# "Methods: MTT, PAD"): one unrolled image-step (forward, backward, and the backward through it)
+# Fashion-MNIST (quick) on the 2-core CPU, ConvNet-3 (tests/perf/test_perf_trajectory.py; docs/methods/mtt.md,
+# "Measured in the suite"): one unrolled image-step (forward, backward, and the backward through it)
 # costs about 18 ms, an expert epoch on 500 images per class about 10 s. So: 5 experts x 5 epochs
 # on 500 images per class; the student unrolls 20 steps of all 10 images at IPC 1 and 10 steps of
 # 20 images at IPC 10 (MTT's batch_syn < C·IPC), measured 2.3-2.4 s per iteration with per-step

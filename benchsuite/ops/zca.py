@@ -1,4 +1,4 @@
-"""ZCA whitening of images (METHODS.md §4.3, §4.5), as MTT and its successors use it.
+"""ZCA whitening of images, as MTT and its successors use it (docs/methods/mtt.md, "ZCA whitening").
 
 The transform is fit on the (normalised) train set: with X the flattened images and μ their mean,
 Σ = (X − μ)ᵀ(X − μ)/(N − 1) = U diag(λ) Uᵀ and W = U diag(1/√(λ + ε)) Uᵀ; an image x maps to

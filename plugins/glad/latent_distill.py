@@ -1,4 +1,5 @@
-"""Distillation in a generator's latent space: the loops of GLaD (METHODS.md §5) and H-PD (§8).
+"""Distillation in a generator's latent space: the loops of GLaD (docs/methods/glad.md) and H-PD
+(docs/methods/hpd.md).
 
 Both optimise a ``latents.LatentSet`` (W+ codes and F_k per image) under a
 pixel method's objective, reused unchanged through ``latents.LatentImages``
@@ -8,15 +9,17 @@ student as ``mtt``). For MTT the rendered images pass through the experts' ZCA w
 were trained on whitened images; the gradient flows back through it into the latents.
 
 Deviation (MTT): GLaD's and H-PD's code compute the trajectory gradient TESLA-style, a
-first-order approximation that drops how later student steps depend on earlier batches (§5.3). The
-suite back-propagates through the whole unroll exactly, with per-step recomputation
-(``unroll="checkpoint"``), which bounds memory just as well.
+first-order approximation that drops how later student steps depend on earlier batches
+(docs/methods/glad.md, "The three objectives"). The suite back-propagates through the whole
+unroll exactly, with per-step recomputation (``unroll="checkpoint"``), which bounds memory just
+as well.
 
 * GLaD: one fixed layer k for the whole run.
 * H-PD: start at a shallow layer, run ``iterations`` per layer, keep the snapshot (a clone, not a
-  reference: the released code's search is a no-op because it keeps references, §8.4) with the
-  smallest class-relevant feature distance, push F one layer deeper with the generator's own
-  layer, and repeat to the last synthesis layer.
+  reference: the released code's search is a no-op because it keeps references;
+  docs/methods/hpd.md, "Defects of the released code") with the smallest class-relevant feature
+  distance, push F one layer deeper with the generator's own layer, and repeat to the last
+  synthesis layer.
 
 The prior is the suite's own style-based generator (``priors.py``), trained on the dataset on
 first use and cached, or a checkpoint the user passes (``prior_path``).
@@ -70,14 +73,15 @@ class LatentConfig:
     lr_w: float = 1e-3            # SGD on the W+ codes (momentum 0.5)
     lr_f: float = 1.0             # SGD on F_k (GLaD's `lr_img`)
     momentum: float = 0.5
-    # DC objective (METHODS.md §5.3: GLaD-DC uses outer = inner = 1, lr_net 0.01)
+    # DC objective (docs/methods/glad.md, "Published hyperparameters": GLaD-DC uses outer = inner
+    # = 1, lr_net 0.01)
     outer_loop: int = 1
     inner_loop: int = 1
     lr_net: float = 0.01
     batch_train: int = 256
     dis_metric: str = "ours"
     bn_real_per_class: int = 16
-    # MTT objective (METHODS.md §5.3, GLaD-MTT: syn_steps 20, expert_epochs 3, max_start_epoch 5,
+    # MTT objective (docs/methods/glad.md, GLaD-MTT: syn_steps 20, expert_epochs 3, max_start_epoch 5,
     # lr_lr 1e-6, α₀ 0.01; experts of 15 epochs, buffer_mtt.py --train_epochs=15)
     syn_steps: int = 20
     expert_epochs: int = 3
@@ -234,9 +238,9 @@ def block_features(net: nn.Module, x: Tensor) -> list[Tensor]:
 
 
 class FeatureDistance:
-    """H-PD's class-relevant feature distance (METHODS.md §8.2, step 3): Σ_c Σ_blocks
-    ‖mean real features of class c − mean synthetic features of class c‖², averaged over
-    ``cfg.feature_nets`` random ConvNets in eval mode.
+    """H-PD's class-relevant feature distance (docs/methods/hpd.md, "The class-relevant feature
+    distance"): Σ_c Σ_blocks ‖mean real features of class c − mean synthetic features of class
+    c‖², averaged over ``cfg.feature_nets`` random ConvNets in eval mode.
 
     The real means are computed once. Deviation, for a deterministic and lower-variance selection:
     the synthetic side goes through the *same* fixed random networks (the released code uses one

@@ -1,14 +1,16 @@
-"""Synthetic sets parameterised by a generator's latents (GLaD, H-PD): METHODS.md §5.1–5.2, §8.
+"""Synthetic sets parameterised by a generator's latents (GLaD, H-PD): docs/methods/glad.md
+("Algorithm") and docs/methods/hpd.md.
 
 A :class:`LatentSet` holds, per synthetic image, a W+ code ``ws`` ``[num_ws, w_dim]`` and the
 feature map ``f`` = F_k at synthesis layer k; the frozen generator renders them to images.
 
 :class:`LatentImages` gives the pixel methods' objectives (DC's matching step, DM's step, MTT's
 trajectory loss) what they expect, a leaf image tensor and an optimiser with ``zero_grad`` and
-``step``, while the optimisation happens on the latents, with GLaD's two-stage backward (§5.2):
-the objective back-propagates into the rendered images only; ``step`` then re-renders each chunk
-of ``chunk`` images with a graph and back-propagates the image gradient into ``ws`` and ``f``,
-takes one SGD step on them, and re-renders the images. Memory is that of one chunk through the
+``step``, while the optimisation happens on the latents, with GLaD's two-stage backward
+(docs/methods/glad.md, "The two-stage backward"): the objective back-propagates into the rendered
+images only; ``step`` then re-renders each chunk of ``chunk`` images with a graph and
+back-propagates the image gradient into ``ws`` and ``f``, takes one SGD step on them, and
+re-renders the images. Memory is that of one chunk through the
 generator, whatever the objective.
 """
 

@@ -1,4 +1,5 @@
-"""A generative prior the suite trains itself, for GLaD and H-PD (METHODS.md §5, §8).
+"""A generative prior the suite trains itself, for GLaD and H-PD (docs/methods/glad.md,
+"The generative prior"; docs/methods/hpd.md).
 
 No pretrained StyleGAN-XL can be downloaded here, so the suite provides a small style-based,
 class-conditional generator with the structure those methods need:

@@ -1,21 +1,23 @@
-"""HMN: Hierarchical Memory Network (Zheng et al., ECCV'24; arXiv 2310.07506), METHODS.md §7.
+"""HMN: Hierarchical Memory Network (Zheng et al., ECCV'24; arXiv 2310.07506): docs/methods/hmn.md.
 
 The synthetic data is a container (``memory.py`` beside this module): dataset-, class- and
 instance-level memories, a class-specific extractor and one shared decoder, all within the
 storage budget of IPC images per class. It decodes to many more images per class than IPC.
 
-Training is IDC's batch-based gradient matching (METHODS.md §7.2): every outer iteration draws a
-fresh network; each of its ``inner_loop`` rounds goes class by class, comparing the gradients of
-the conv weights only (biases, norm parameters and the classifier are skipped) on a real batch of
-the class (64) and a batch of its generated images (up to 128), both under one shared
-differentiable augmentation (IDC's ``color_crop_cutout``); the distance is L1 for the MNIST family
-and the sum of squared differences otherwise, and each class takes one container step, so the
-gradient reaches its instance memories, its class memory and extractor, the dataset memory and the
-decoder. Between rounds the network trains on real images (SGD lr 0.01, momentum 0.9, wd 5e-4,
-CutMix), so later rounds match gradients of a partly trained network.
+Training is IDC's batch-based gradient matching (docs/methods/hmn.md, "The training loss: IDC's
+gradient matching"): every outer iteration draws a fresh network; each of its ``inner_loop``
+rounds goes class by class, comparing the gradients of the conv weights only (biases, norm
+parameters and the classifier are skipped) on a real batch of the class (64) and a batch of its
+generated images (up to 128), both under one shared differentiable augmentation (IDC's
+``color_crop_cutout``); the distance is L1 for the MNIST family and the sum of squared
+differences otherwise, and each class takes one container step, so the gradient reaches its
+instance memories, its class memory and extractor, the dataset memory and the decoder. Between
+rounds the network trains on real images (SGD lr 0.01, momentum 0.9, wd 5e-4, CutMix), so later
+rounds match gradients of a partly trained network.
 
-Pruning (§7.3): the container is condensed ``over_budget`` (10%) over the budget; then a network
-trained on the generated images scores each by its area under the margin (AUM), and per class the
+Pruning (docs/methods/hmn.md, "Over-budget condensation and instance-level pruning"): the
+container is condensed ``over_budget`` (10%) over the budget; then a network trained on the
+generated images scores each by its area under the margin (AUM), and per class the
 ``floor(beta·k)`` lowest-AUM and the ``k − floor(beta·k)`` highest-AUM images are dropped by
 deleting their instance memories, which brings the container back within budget.
 
@@ -57,7 +59,7 @@ from .memory import (
     margins,
 )
 
-PAPER_SOURCE = ("METHODS.md §7 (paper abstract and summaries; no official code) and IDC "
+PAPER_SOURCE = ("docs/methods/hmn.md (paper abstract and summaries; no official code) and IDC "
                 "(snu-mllab/Efficient-Dataset-Condensation) for the matching loss")
 
 # Container layouts (c_d, c_c, c_i, c_f, extractor kernel, decoder width): a suite design, sized so
@@ -99,7 +101,7 @@ class HMNConfig:
     init: str = "real"            # 'real': first fit the container to real images; 'noise': random memories
     init_steps: int = 300         # Adam steps of that fit (suite choice)
     init_lr: float = 1e-2
-    over_budget: float = 0.1      # §7.3: condense 10% over budget, then prune back
+    over_budget: float = 0.1      # the paper's p: condense 10% over budget, then prune back
     beta: float = 0.5             # share of the pruned images taken from the hard end (grid-searched in the paper)
     aum_epochs: int = 30          # training length of the AUM network (not stated in the paper)
     dataset_channels: int = 4
@@ -142,17 +144,18 @@ def with_layout(cfg: HMNConfig, layout: MemoryLayout) -> HMNConfig:
 
 
 def paper_config(dataset: str, ipc: int, eval_epochs: int) -> HMNConfig:
-    # IDC: 2000 outer iterations of 100 rounds; n_data 2000 for CIFAR, 500 otherwise (METHODS.md §7.2).
+    # IDC: 2000 outer iterations of 100 rounds; n_data 2000 for CIFAR, 500 otherwise
+    # (docs/methods/hmn.md, "Published hyperparameters").
     n_data = 2000 if dataset.startswith("cifar") else 500
     return with_layout(HMNConfig(iterations=2000, inner_loop=100, net_train_real=n_data,
                                  aum_epochs=eval_epochs), layout_for(ipc))
 
 
 # `quick` budget: real Fashion-MNIST on the 2-core CPU, ConvNet-3, about 5-6 minutes per cell.
-# Measured on the project machine (README "Methods: HMN"): a matching round takes about 2.9 s at
-# IPC 1 (8-10 generated images per class) and 5.8 s at IPC 10 (43); training the network on 500
-# real images 2.8 s, so the quick schedule trains it on 256; the real-image fit takes 10 s / 50 s
-# and the 30-epoch AUM network 15 s / 60 s.
+# Measured on the project machine (docs/methods/hmn.md, "Budgets"): a matching round takes about
+# 2.9 s at IPC 1 (8-10 generated images per class) and 5.8 s at IPC 10 (43); training the network
+# on 500 real images 2.8 s, so the quick schedule trains it on 256; the real-image fit takes
+# 10 s / 50 s and the 30-epoch AUM network 15 s / 60 s.
 QUICK = {1: dict(iterations=4, inner_loop=15), 10: dict(iterations=3, inner_loop=12)}
 
 
@@ -260,7 +263,7 @@ class HMN(benchsuite.Method):
     kind = "distill"
     Config = HMNConfig
     container = True
-    description = "hierarchical memories + decoder, IDC gradient matching, AUM pruning (METHODS.md §7)"
+    description = "hierarchical memories + decoder, IDC gradient matching, AUM pruning (docs/methods/hmn.md)"
 
     budgets = {"paper": lambda dataset, ipc, protocol: paper_config(dataset, ipc, protocol.eval.epochs),
                "quick": lambda dataset, ipc, protocol: quick_config(dataset, ipc),

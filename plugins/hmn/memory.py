@@ -1,7 +1,7 @@
-"""The Hierarchical Memory Network container of HMN (Zheng et al., ECCV'24): METHODS.md §7.
+"""The Hierarchical Memory Network container of HMN (Zheng et al., ECCV'24): docs/methods/hmn.md.
 
-No official code exists (§7, "Status"), so the layer sizes are this suite's design, following the
-paper's description and the concrete suggestion of METHODS.md §7.1:
+No official code exists, so the layer sizes are this suite's design, following the paper's
+description (docs/methods/hmn.md, "The container" and "The suite's container"):
 
 * a dataset-level memory ``m_D`` ``[c_d, s, s]`` shared by every image;
 * class-level memories ``m_C`` ``[K, c_c, s, s]``;
@@ -12,10 +12,11 @@ paper's description and the concrete suggestion of METHODS.md §7.1:
 
 Image ``i`` of class ``c`` is ``D(concat[f_c(m_D), m_C[c], m_I[c, i]])``, in the suite's
 normalised pixel space. Every parameter counts toward the storage budget (IPC × K × C × H × W
-float32, §7.6); :func:`instances_per_class` turns the budget left after the shared parts into the
-number of generated images per class (GIPC). Pruning deletes instance memories only
-(:meth:`HierarchicalMemory.keep_instances`); the shared memories, extractors and decoder are
-untouched, which is what makes HMN's instance-level pruning possible (§7.3).
+float32; docs/methods/hmn.md, "The suite's container"); :func:`instances_per_class` turns the
+budget left after the shared parts into the number of generated images per class (GIPC). Pruning
+deletes instance memories only (:meth:`HierarchicalMemory.keep_instances`); the shared memories,
+extractors and decoder are untouched, which is what makes HMN's instance-level pruning possible
+(docs/methods/hmn.md, "Over-budget condensation and instance-level pruning").
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ def margins(logits: Tensor, labels: Tensor) -> Tensor:
 def double_end_prune(aum: Tensor, drop: int, beta: float) -> Tensor:
     """Indices (sorted) to keep out of ``aum`` ``[G]`` (one class) after dropping ``drop`` images:
     the ``floor(beta·drop)`` lowest-AUM (hardest, likely mislabelled) and the rest of ``drop`` from
-    the highest-AUM end (easiest, redundant); METHODS.md §7.3."""
+    the highest-AUM end (easiest, redundant); docs/methods/hmn.md, "Over-budget condensation and
+    instance-level pruning"."""
     g = aum.numel()
     if not 0 <= drop < g:
         raise ValueError(f"cannot drop {drop} of {g} images")

@@ -1,7 +1,7 @@
 """How much arithmetic a network's convolutions and linear layers do, counted from the shapes a
 forward pass actually produces (hooks), so the count follows the architecture instead of a
 hand-kept table. The perf benchmarks use it to turn measured convolution times into rates and to
-bound what one evaluation model can cost on this machine (README, "Evaluator speed")."""
+bound what one evaluation model can cost on this machine (docs/performance.md, "The IPC-1 target")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """A re-creation (not a copy) of the *structure* of the official DC code's `evaluate_synset`, so the
-suite's evaluator can be timed against it in the same run on the same machine (ANCHORS.md warns
-that timings on a shared machine are only comparable as ratios measured together).
+suite's evaluator can be timed against it in the same run on the same machine (timings on a shared
+machine are only comparable as ratios measured together; docs/performance.md).
 
-What it reproduces, from ANCHORS.md's description of where the official time goes: a
+What it reproduces, from where the official time goes (docs/performance.md, "The official code's cost on
+the project's machine"): a
 TensorDataset + DataLoader rebuilt for the synthetic set, a host sync per step (`loss.item()`,
 accuracy through numpy), the model moved to the device every epoch, and a test pass in batches of
 256 *with* autograd recording (no `no_grad`), in NCHW layout. Same optimiser and schedule; the

@@ -3,8 +3,8 @@
 The per-model benchmark runs each side in a process of its own, as a real run would. Both first
 warm their process the way a run's evaluation finds it, after loading data and distilling: 30
 epochs of training and one test pass, untimed (in a cold process the official-style model takes
-about 27 s instead of the 19.5 s ANCHORS.md measured). Prints one JSON line with the seconds of
-one model (300 epochs with DSA, then the test pass) and its accuracy.
+about 27 s instead of the official code's measured 19.5 s, docs/performance.md). Prints one JSON
+line with the seconds of one model (300 epochs with DSA, then the test pass) and its accuracy.
 
 ``network``, ``first_per_class`` and ``warm_suite_process`` are shared with the in-process
 benchmarks.
@@ -31,7 +31,8 @@ from official_style_loop import official_style_test, official_style_train, offic
 from perf_data import fashionmnist  # noqa: E402
 
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
-# ANCHORS.md: the official evaluate_synset per IPC-1 model, 300 epochs with DSA (7.5 s) + test (12.0 s)
+# The official evaluate_synset per IPC-1 model, 300 epochs with DSA (7.5 s) + test (12.0 s), measured on the
+# project's machine: docs/performance.md ("The official code's cost on the project's machine")
 ANCHORS_IPC1_MODEL_S = 7.5 + 12.0
 
 

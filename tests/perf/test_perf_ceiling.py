@@ -1,12 +1,13 @@
 """The floor under one IPC-1 evaluation model on this machine: what its convolutions alone cost.
 
-The IPC-1 speed target is half of ANCHORS.md's official figure per model. These benchmarks
+The IPC-1 speed target is half of the official code's measured time per model (docs/performance.md,
+"The official code's cost on the project's machine"). These benchmarks
 measure the convolutions of the suite's ConvNet-3 at the evaluator's own shapes and layouts (a
 10-image training step in NCHW; a 16-image test chunk in channels-last), turn them into
 GFLOP/s with the counted arithmetic (``conv_work.py``), and add them up over one model: 300
 training steps and 10,000 test images. They also time the matrix products that a Winograd
 F(4x4, 3x3) convolution would do instead of block 2's direct one, the largest convolution.
-README, "Evaluator speed", gives the figures.
+docs/performance.md ("The IPC-1 target") gives the figures.
 
 `pytest tests/perf/test_perf_ceiling.py -m perf --benchmark-enable -s`
 """
@@ -61,7 +62,7 @@ def _min_seconds(fn: Callable[[], object], rounds: int) -> float:
 def test_convolution_floor_of_one_ipc1_model(benchmark, tmp_path):
     """Benchmarks the convolutions of one training step (forward, weight and input gradients, as
     the evaluator trains); times those of one test chunk alongside; prints what 300 steps and
-    10,000 test images of convolution alone take, against half of ANCHORS.md's model. The
+    10,000 test images of convolution alone take, against half of the official code's model. The
     process is first warmed as a run's evaluation finds it (``warm_suite_process``): cold, fresh
     output pages make the first conv several times slower."""
     warm_suite_process(*fashionmnist(tmp_path, fallback_train=1000, fallback_test=10000))
@@ -103,7 +104,7 @@ def test_convolution_floor_of_one_ipc1_model(benchmark, tmp_path):
           f"({step_flops / step_s / 1e9:.0f} GFLOP/s) = {train_total:.2f} s; test "
           f"{TEST_IMAGES // TEST_CHUNK} x {chunk_s * 1e3:.2f} ms ({chunk_flops / chunk_s / 1e9:.0f} GFLOP/s) = "
           f"{test_total:.2f} s; together {train_total + test_total:.2f} s against the target's {target:.2f} s "
-          f"(half of ANCHORS.md's {ANCHORS_IPC1_MODEL_S} s)")
+          f"(half of the official code's {ANCHORS_IPC1_MODEL_S} s)")
 
 
 @pytest.mark.perf

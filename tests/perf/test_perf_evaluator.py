@@ -69,7 +69,7 @@ def test_test_pass(benchmark, fmnist, impl):
     benchmark.extra_info.update(images=len(test), impl=impl)
     if impl == "suite":
         # The warm-up round pays the one-off compile of the test pass (about 10 s per process and
-        # architecture; README, "Evaluator speed"); every later model reuses it.
+        # architecture; docs/performance.md, "What makes the evaluator fast"); every later model reuses it.
         benchmark.pedantic(lambda: suite_test_accuracy(model, test, 500), rounds=3, iterations=1, warmup_rounds=1)
     else:
         benchmark.pedantic(lambda: official_style_test(model, test.images, test.labels), rounds=2, iterations=1)
@@ -106,11 +106,11 @@ def test_pool_forward_backward(benchmark, impl):
 
 
 def test_ipc1_model_against_official_style(benchmark, fmnist, tmp_path):
-    """The issue's quantity itself: one IPC-1 model at the protocol's 300 epochs with DSA, then the
-    10,000-image test pass, through the suite's ``evaluate_synset`` and through the official-style
+    """The quantity the speed target names: one IPC-1 model at the protocol's 300 epochs with DSA, then
+    the 10,000-image test pass, through the suite's ``evaluate_synset`` and through the official-style
     loop. Each side runs in a fresh process of its own (``one_model.py``), as a real run would,
-    alternating so both see the same machine. The ratio of the minima is in ``extra_info`` (and printed with ``-s``); the
-    benchmark's own time is one pair, process start-up included."""
+    alternating so both see the same machine. The ratio of the minima is in ``extra_info`` (and
+    printed with ``-s``); the benchmark's own time is one pair, process start-up included."""
     script = Path(__file__).with_name("one_model.py")
     times: dict[str, list[float]] = {"suite": [], "official_style": []}
     accuracy: dict[str, float] = {}
@@ -131,5 +131,5 @@ def test_ipc1_model_against_official_style(benchmark, fmnist, tmp_path):
                                 ratio=round(ratio, 3), anchors_official_s=ANCHORS_IPC1_MODEL_S,
                                 ratio_to_anchors=round(best["suite"] / ANCHORS_IPC1_MODEL_S, 3))
     print(f"\nIPC-1 model: suite {best['suite']:.2f} s, official-style {best['official_style']:.2f} s "
-          f"(same run), ratio {ratio:.2f}; against ANCHORS.md's {ANCHORS_IPC1_MODEL_S} s: "
+          f"(same run), ratio {ratio:.2f}; against the official code's {ANCHORS_IPC1_MODEL_S} s: "
           f"{best['suite'] / ANCHORS_IPC1_MODEL_S:.2f}; accuracy {accuracy}")

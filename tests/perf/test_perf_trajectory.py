@@ -2,7 +2,7 @@
 and the backward through them) with the whole graph kept (``unroll="full"``) and with per-step
 recomputation (``"checkpoint"``), and one expert epoch; Fashion-MNIST shapes, ConvNet-3 width 128,
 2 CPU threads. Each benchmark records the peak memory of its work (growth of the resident set over
-the iteration) as extra info, which is how the README's memory figures were made.
+the iteration) as extra info, which is how the memory figures in docs/methods/mtt.md were made.
 
 `pytest tests/perf/test_perf_trajectory.py -m perf --benchmark-enable`
 """
