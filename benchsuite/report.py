@@ -107,8 +107,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         for idx, method in zip(cs.index, cs["method"]):
             summary.loc[idx, "rank"] = ranks[method]
             if base is not None and method != BASELINE:
-                summary.loc[idx, "p_vs_random"] = round(welch_greater(stats_of[method].observations,
-                                                                      base.observations), 4)
+                p_value = welch_greater(stats_of[method].observations, base.observations)
+                summary.loc[idx, "p_vs_random"] = float(f"{p_value:.4g}")  # 4 significant digits
     summary["rank"] = summary["rank"].astype(int)
     return summary
 
@@ -220,7 +220,8 @@ def _versus_random(main: pd.DataFrame, cols: list[tuple[str, int]]) -> list[str]
         for d, i in cols:
             hit = ms[(ms["dataset"] == d) & (ms["ipc"] == i)]
             p = hit.iloc[0]["p_vs_random"] if not hit.empty else math.nan
-            row[f"{d} IPC {i}"] = "-" if pd.isna(p) else f"{'✓' if p < 0.05 else '✗'} p={p:.3g}"
+            row[f"{d} IPC {i}"] = "-" if pd.isna(p) else f"{'✓' if p < 0.05 else '✗'} " + (
+                "p<0.0001" if p < 1e-4 else f"p={p:.2g}")
         rows.append(row)
     if not rows:
         return []

@@ -74,7 +74,7 @@ def test_lines_pair_each_published_row_with_every_protocol_that_has_the_cell(tmp
                    (1, "quick", "not comparable"),   # 100 of dm's published 20,000 iterations
                    (10, None, "not run")]
     text = fidelity_markdown(lines)
-    assert "not run" in text and "Counts: not 2, within 1" in text
+    assert "not run" in text and "Counts: not comparable 1, not run 1, within 2 points 1" in text
 
 
 def test_the_published_table_is_well_formed_and_keeps_disagreeing_sources():
