@@ -224,25 +224,31 @@ def test_a_truncated_or_foreign_expert_file_is_never_used(tmp_path, tiny):
     assert ExpertStore(tmp_path, _spec(data)).load(1) is None
 
 
-def test_an_expert_being_written_by_a_killed_process_is_not_reused(tmp_path):
-    """SIGKILL a real expert build after the first expert is on disk: the first is reused, the rest
-    (including whatever the killed process had half-written) is trained again."""
-    script = textwrap.dedent(f"""
-        import sys, time, torch
+def _expert_build_script(cache, epochs: int, count: int) -> str:
+    """A Python program that builds ``count`` experts of a tiny ConvNet into ``cache``."""
+    return textwrap.dedent(f"""
+        import sys, torch
         sys.path.insert(0, {str(os.getcwd())!r})
         from benchsuite.api import LabeledData
         from benchsuite.ops.experts import ExpertSpec, ExpertStore, data_fingerprint
         from benchsuite.archs.convnet import ConvNet
         g = torch.Generator().manual_seed(0)
         data = LabeledData(torch.randn(64, 1, 16, 16, generator=g), torch.arange(64) % 4, 4)
-        spec = ExpertSpec(dataset="t", fingerprint=data_fingerprint(data), arch="convnet", epochs=400, batch_size=16)
-        store = ExpertStore({str(tmp_path)!r}, spec)
+        spec = ExpertSpec(dataset="t", fingerprint=data_fingerprint(data), arch="convnet", epochs={epochs},
+                          batch_size=16)
+        store = ExpertStore({str(cache)!r}, spec)
         def model(gen):
             with torch.random.fork_rng():
                 torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
                 return ConvNet(1, 4, 16, width=8, depth=2)
-        store.ensure(3, model, data, None)
+        store.ensure({count}, model, data, None)
     """)
+
+
+def test_an_expert_being_written_by_a_killed_process_is_not_reused(tmp_path):
+    """SIGKILL a real expert build after the first expert is on disk: the first is reused, the rest
+    (including whatever the killed process had half-written) is trained again."""
+    script = _expert_build_script(tmp_path, epochs=400, count=3)
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     first = None
     deadline = time.time() + 120
@@ -377,23 +383,7 @@ def test_a_diverging_step_size_stops_with_a_clear_error(mods, make_ctx, syntheti
 def test_two_processes_needing_the_same_experts_build_them_once(tmp_path):
     """Two real processes ask for the same expert entry at once: one trains, the other waits on
     the entry's lock and loads what the first wrote (the Ray executor's prepare tasks rely on it)."""
-    script = textwrap.dedent(f"""
-        import sys, torch
-        sys.path.insert(0, {str(os.getcwd())!r})
-        from benchsuite.api import LabeledData
-        from benchsuite.ops.experts import ExpertSpec, ExpertStore, data_fingerprint
-        from benchsuite.archs.convnet import ConvNet
-        g = torch.Generator().manual_seed(0)
-        data = LabeledData(torch.randn(64, 1, 16, 16, generator=g), torch.arange(64) % 4, 4)
-        spec = ExpertSpec(dataset="t", fingerprint=data_fingerprint(data), arch="convnet", epochs=300, batch_size=16)
-        store = ExpertStore({str(tmp_path)!r}, spec)
-        def model(gen):
-            with torch.random.fork_rng():
-                torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
-                return ConvNet(1, 4, 16, width=8, depth=2)
-        store.ensure(2, model, data, None)
-        print(store.built)
-    """)
+    script = _expert_build_script(tmp_path, epochs=300, count=2) + "print(store.built)\n"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
