@@ -251,7 +251,9 @@ class SiteBuilder:
             details = {
                 "protocol": r.protocol, "protocol_hash": r.protocol_hash, "commit": r.commit,
                 "code_digest": r.code_digest, "machine": r.machine, "method_version": r.method_version,
-                "method_config": r.method_config, "division": r.division, "eval_epochs": r.eval_epochs,
+                # the config's `source` string is where its values come from; old records name
+                # documents that are not shipped, and each method's docs page holds the sources
+                "method_config": {k: v for k, v in (r.method_config or {}).items() if k != "source"}, "division": r.division, "eval_epochs": r.eval_epochs,
                 "accuracies": r.accuracy.values if r.accuracy else None, "distill_seconds": r.distill_seconds,
                 "eval_seconds": r.eval_seconds, "eval_train_seconds": r.eval_train_seconds,
                 "eval_test_seconds": r.eval_test_seconds, "peak_memory_bytes": r.distill_peak_memory_bytes,
