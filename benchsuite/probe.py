@@ -21,6 +21,7 @@ from benchsuite.api import SyntheticSet
 from benchsuite.cell import Cell, CellTask, CellWorker, ProgressFactory, no_progress
 from benchsuite.evaluate import EvalResult
 from benchsuite.protocol import Protocol, load_protocol
+from benchsuite.provenance import code_digest, git_commit
 from benchsuite.runner import default_cache_dir, resolve_device
 
 
@@ -91,7 +92,8 @@ def probe(method: str, dataset: str = "fashionmnist", ipc: int = 1, *, protocol:
         if save is not None:
             syn.save(Path(save), metadata={"method": name, "method_version": method_cls.version,
                                            "method_config": dataclasses.asdict(config), "dataset": data_name,
-                                           "ipc": ipc, "seed": seed, "protocol": proto.name, "probe": True})
+                                           "ipc": ipc, "seed": seed, "protocol": proto.name, "probe": True,
+                                           "commit": git_commit(), "code_digest": code_digest()})
             result.saved_to = Path(save)
         if evaluate:
             result.evaluation, _ = worker.evaluate(task, task.archs[0], syn, data, torch_device)

@@ -91,6 +91,37 @@ def reproduce_command(r: RunRecord) -> str:
     return " ".join(shlex.quote(p) if not p.startswith("<") else p for p in parts)
 
 
+def set_provenance(meta: dict[str, Any], r: RunRecord) -> list[str]:
+    """What a reader must know when the saved set drawn for cell ``r`` is not simply the one
+    its run wrote: re-distilled later (``benchsuite probe --save``), or made by another
+    configuration or method version than the record's."""
+    notes = []
+    if meta.get("probe"):
+        at = f" at commit {str(meta['commit'])[:8]}" if meta.get("commit") else ""
+        notes.append(f"re-distilled with this cell's configuration and seed by `benchsuite probe`{at}, after the "
+                     "run; the set that was scored was not kept, so the picture may differ from it in detail")
+    for key, want in (("dataset", r.dataset), ("ipc", r.ipc), ("seed", r.seed)):
+        if key in meta and meta[key] != want:
+            notes.append(f"the saved set is for {key} {meta[key]}, this cell for {want}")
+    ours = {k: v for k, v in (r.method_config or {}).items() if k != "source"}
+    theirs = {k: v for k, v in (meta.get("method_config") or {}).items() if k != "source"}
+    differ = sorted(k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
+    if differ:
+        notes.append("the saved set's configuration differs from this cell's in " + ", ".join(differ))
+    if meta.get("method_version") is not None and str(meta["method_version"]) != str(r.method_version):
+        added = ", ".join(f"{k}={theirs[k]}" for k in sorted(theirs.keys() - ours.keys()))
+        notes.append(f"the saved set was made by method version {meta['method_version']} (this cell: "
+                     f"{r.method_version})" + (f" with the settings this cell's version predates: {added}" if added else ""))
+    return notes
+
+
+def _sidecar_note(path: Path) -> str:
+    try:
+        return str(json.loads(path.read_text()).get("note", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 class SiteBuilder:
     def __init__(self, results_dir: Path, out_dir: Path, plugins: Any, data_root: str | None = None,
                  cache_dir: Path | None = None) -> None:
@@ -109,18 +140,24 @@ class SiteBuilder:
         full, thumb = self.out / f"{stem}.png", self.out / f"{stem}-thumb.png"
         found: dict[str, str] = {}
         artifact = self._artifact_path(r)
+        sidecar = self.out / f"{stem}.json"
         if artifact is not None and artifact.exists():
             try:
-                syn, _ = SyntheticSet.load(artifact)
+                syn, meta = SyntheticSet.load(artifact)
                 note = self.renderer.save_grid(syn, r.dataset, full)
                 self.renderer.save_grid(syn, r.dataset, thumb, max_per_class=THUMB_PER_CLASS, scale=THUMB_SCALE,
                                         classes_as_columns=True)
-                found = {"full": str(stem) + ".png", "thumb": str(stem) + "-thumb.png", "note": note or ""}
+                note = "; ".join(n for n in (note, *set_provenance(meta, r)) if n)
+                found = {"full": str(stem) + ".png", "thumb": str(stem) + "-thumb.png", "note": note}
+                # the note travels with the picture: later renders without the set still say it
+                atomic.write_text(sidecar, json.dumps({"note": note}))
             except (ArtifactError, OSError, KeyError, RuntimeError) as exc:
                 found = {"note": f"the saved set could not be drawn: {exc}"}
         elif full.exists() and thumb.exists():
+            earlier = _sidecar_note(sidecar)
             found = {"full": str(stem) + ".png", "thumb": str(stem) + "-thumb.png",
-                     "note": "the saved set is not on this machine; the picture is from an earlier render"}
+                     "note": "; ".join(n for n in (earlier, "the saved set is not on this machine; the picture is "
+                                                   "from an earlier render") if n)}
         elif r.artifact:
             found = {"note": "the saved set is not on this machine"}
         else:

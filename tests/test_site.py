@@ -70,6 +70,53 @@ def test_a_missing_set_keeps_its_earlier_picture_and_says_so(site, tmp_path):
     assert "the saved set is not on this machine" in (copy / "site" / "index.html").read_text()
 
 
+def test_a_re_distilled_set_says_so_and_the_note_outlives_the_set(site, tmp_path):
+    from benchsuite.api import SyntheticSet
+
+    copy = tmp_path / "results"
+    shutil.copytree(site, copy)
+    records = copy / "records.jsonl"
+    records.write_text(records.read_text().replace(str(site), str(copy)))
+    record = next(r for r in read_records(copy, warn=False) if r.artifact and r.method == "dm")
+    syn, meta = SyntheticSet.load(Path(record.artifact))
+    # as `benchsuite probe --save` writes it, by a newer method version with one new setting
+    config = dict(record.method_config) | {"new_setting": 7}
+    syn.save(Path(record.artifact), metadata={"probe": True, "commit": "0123456789abcdef", "method_version": "99",
+                                              "method_config": config, "dataset": record.dataset, "ipc": record.ipc,
+                                              "seed": record.seed})
+    assert run_cli("--no-entry-points", "report", "--results", str(copy)) == 0
+    page = html.unescape((copy / "site" / "index.html").read_text())
+    said = ("re-distilled with this cell's configuration and seed by `benchsuite probe` at commit 01234567",
+            "method version 99", "new_setting=7")
+    assert all(s in page for s in said), [s for s in said if s not in page]
+    for artifact in (copy / "artifacts").rglob("*.pt"):
+        artifact.unlink()
+    assert run_cli("--no-entry-points", "report", "--results", str(copy)) == 0
+    page = html.unescape((copy / "site" / "index.html").read_text())
+    assert all(s in page for s in said) and "the picture is from an earlier render" in page
+
+
+def test_set_provenance_names_what_differs_from_the_record():
+    from benchsuite.records import RunRecord
+    from benchsuite.site import set_provenance
+
+    record = RunRecord.from_json(_record_json(method_config={"source": "a", "lr": 1.0, "iterations": 10},
+                                              method_version="1"))
+    same = {"method_config": {"source": "b", "lr": 1.0, "iterations": 10}, "method_version": "1",
+            "dataset": record.dataset, "ipc": record.ipc, "seed": record.seed}
+    assert set_provenance(same, record) == []  # a differing source string is not a different set
+    other = same | {"method_config": {"lr": 2.0, "iterations": 10}, "seed": record.seed + 1}
+    assert set_provenance(other, record) == [f"the saved set is for seed {record.seed + 1}, this cell for {record.seed}",
+                                             "the saved set's configuration differs from this cell's in lr"]
+
+
+def _record_json(**changes):
+    line = Path(__file__).resolve().parent.parent / "results" / "records.jsonl"
+    obj = json.loads(line.read_text().splitlines()[0])
+    obj.update(changes)
+    return obj
+
+
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")

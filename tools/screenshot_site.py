@@ -1,0 +1,54 @@
+"""Screenshot a leaderboard site in headless Chromium (the README's picture of the site).
+
+    python tools/screenshot_site.py results/site/index.html docs/img/site.png [--width 1400 --height 1100]
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and ``selenium`` (the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=1100)
+    args = parser.parse_args(argv)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (browser and driver_path):
+        sys.exit("needs chromium and chromedriver: apt-get install chromium chromium-driver")
+    if not args.page.is_file():
+        sys.exit(f"no page at {args.page}: write it with `benchsuite report --results DIR`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 f"--window-size={args.width},{args.height}", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(args.page.resolve().as_uri())
+        # wait until every picture has loaded, so none is blank in the shot
+        driver.execute_async_script(
+            "var done = arguments[0]; Promise.all(Array.from(document.images).map(function (im) {"
+            " im.loading = 'eager'; return im.complete ? 1 : new Promise(function (r) { im.onload = im.onerror = r; });"
+            "})).then(function () { done(); });")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(args.out))
+    finally:
+        driver.quit()
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
