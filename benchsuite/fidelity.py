@@ -62,6 +62,7 @@ class Line:
     verdict: str
     reasons: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    paper_iterations: int | None = None  # the method's published budget for the cell
 
     @property
     def difference(self) -> float | None:
@@ -161,9 +162,10 @@ def reproduction_lines(results_dirs: Iterable[Path], plugins: Any = None,
     for row in published.to_dict("records"):
         key = (row["method"], row["dataset"], int(row["ipc"]), row["arch"])
         paper_iterations = _paper_iterations(plugins, row["method"], row["dataset"], int(row["ipc"]))
-        for cell in cells.get(key) or [None]:
+        found = sorted(cells.get(key) or [], key=lambda c: (c.protocol, c.iterations or 0, c.results))
+        for cell in found or [None]:
             v, reasons, caveats = verdict(row, cell, paper_iterations)
-            lines.append(Line(row, cell, v, reasons, caveats))
+            lines.append(Line(row, cell, v, reasons, caveats, paper_iterations))
     return lines
 
 
@@ -188,6 +190,7 @@ def fidelity_markdown(lines: list[Line]) -> str:
             "method": p["method"], "dataset": p["dataset"], "IPC": p["ipc"] or "whole",
             "suite": "not run" if s is None else f"{s.mean:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}] (n={s.n})",
             "protocol": "" if s is None else f"{s.protocol} ({s.results})",
+            "iterations": "" if s is None or s.iterations is None else f"{s.iterations:,}",
             "published": pub, "source": f"{p['source']} ({p['reliability']})",
             "difference": "" if ln.difference is None else f"{ln.difference:+.1f}",
             "verdict": ln.verdict + ("" if not ln.reasons else ": " + "; ".join(ln.reasons)),
@@ -204,10 +207,109 @@ def fidelity_markdown(lines: list[Line]) -> str:
     return "\n".join(head) + tabulate(rows, headers="keys", tablefmt="github") + "\n"
 
 
-def write_fidelity(results_root: Path, out_dir: Path | None = None, plugins: Any = None) -> Path:
-    """``fidelity.md`` from every results folder under ``results_root`` (itself included)."""
+@dataclass
+class Curve:
+    """One protocol's measurements of one published cell at several distillation budgets: does
+    the suite approach the published figure as iterations grow?"""
+
+    method: str
+    dataset: str
+    ipc: int
+    arch: str
+    protocol: str
+    points: list[SuiteCell]            # increasing iterations
+    published: list[dict[str, Any]]    # every published row of the cell
+    paper_iterations: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.dataset}-ipc{self.ipc}-{self.arch}-{self.protocol}"
+
+
+def convergence_curves(lines: list[Line]) -> list[Curve]:
+    """Cells measured by one protocol at two or more iteration counts (one results folder each)."""
+    groups: dict[tuple, dict[str, Any]] = {}
+    for ln in lines:
+        s, p = ln.suite, ln.published
+        if s is None or s.iterations is None:
+            continue
+        key = (p["method"], p["dataset"], int(p["ipc"]), p["arch"], s.protocol)
+        group = groups.setdefault(key, {"points": {}, "published": [], "paper": ln.paper_iterations})
+        group["points"].setdefault((s.iterations, s.results), s)
+        if p not in group["published"]:
+            group["published"].append(p)
+    curves = []
+    for (method, dataset, ipc, arch, protocol), g in sorted(groups.items()):
+        points = [g["points"][k] for k in sorted(g["points"])]
+        if len({c.iterations for c in points}) >= 2:
+            curves.append(Curve(method, dataset, ipc, arch, protocol, points, g["published"], g["paper"]))
+    return curves
+
+
+def curves_markdown(curves: list[Curve], figures: dict[str, str]) -> str:
+    if not curves:
+        return ""
+    out = ["", "## Convergence toward the published figure", "",
+           "Cells measured at several distillation budgets by one protocol (a results folder per budget): "
+           "the suite's accuracy against iterations, with each published figure of the cell.", ""]
+    for c in curves:
+        pubs = "; ".join(f"{p['accuracy']:.1f} ({p['source']})" for p in c.published)
+        if c.paper_iterations:
+            pubs += f", after the published {c.paper_iterations:,} iterations"
+        out += [f"### {c.method}, {c.dataset}, IPC {c.ipc}, {c.arch} ({c.protocol})", "", f"Published: {pubs}.", ""]
+        rows = [{"iterations": f"{pt.iterations:,}", "suite": f"{pt.mean:.2f} [{pt.ci_low:.2f}, {pt.ci_high:.2f}]",
+                 "n": pt.n, "results": pt.results} for pt in c.points]
+        out.append(tabulate(rows, headers="keys", tablefmt="github"))
+        if c.name in figures:
+            out += ["", f"![{c.method} {c.dataset} IPC {c.ipc}: accuracy against iterations]({figures[c.name]})"]
+        out.append("")
+    return "\n".join(out)
+
+
+def plot_curve(curve: Curve, out: Path) -> Path:
+    """Accuracy (95% interval) against iterations on a log axis; published figures as dashed lines."""
+    from benchsuite.site_plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    its = [pt.iterations for pt in curve.points]
+    means = [pt.mean for pt in curve.points]
+    err = [[pt.mean - pt.ci_low for pt in curve.points], [pt.ci_high - pt.mean for pt in curve.points]]
+    ax.errorbar(its, means, yerr=err, marker="o", capsize=3, label=f"suite ({curve.protocol})")
+    ticks = list(its)
+    for p in curve.published:
+        ax.axhline(float(p["accuracy"]), linestyle="--", linewidth=1, color="grey")
+        if curve.paper_iterations:  # the published figure where it was measured
+            ax.plot([curve.paper_iterations], [float(p["accuracy"])], marker="*", markersize=10, color="black")
+        ax.annotate(f"published {p['accuracy']:.1f}", (its[0], float(p["accuracy"])), fontsize=7,
+                    xytext=(2, 2), textcoords="offset points")
+    if curve.paper_iterations and curve.paper_iterations not in ticks:
+        ticks.append(curve.paper_iterations)
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{i:,}" for i in ticks])
+    ax.set_xlabel("distillation iterations")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{curve.method}, {curve.dataset}, IPC {curve.ipc}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, out)
+
+
+FIGURES_DIR = "fidelity-curves"
+
+
+def write_fidelity(results_root: Path, out_dir: Path | None = None, plugins: Any = None,
+                   published: pd.DataFrame | None = None) -> Path:
+    """``fidelity.md`` from every results folder under ``results_root`` (itself included), and a
+    figure per convergence curve in ``fidelity/`` beside it."""
+    out_dir = Path(out_dir or results_root)
     folders = sorted({f.parent for f in Path(results_root).rglob("records.jsonl")})
-    text = fidelity_markdown(reproduction_lines(folders, plugins))
-    out = Path(out_dir or results_root) / FIDELITY_FILE
+    lines = reproduction_lines(folders, plugins, published)
+    curves = convergence_curves(lines)
+    figures = {}
+    for c in curves:
+        path = plot_curve(c, out_dir / FIGURES_DIR / f"{c.name}.png")
+        figures[c.name] = path.relative_to(out_dir).as_posix()
+    text = fidelity_markdown(lines) + curves_markdown(curves, figures)
+    out = out_dir / FIDELITY_FILE
     atomic.write_text(out, text)
     return out

@@ -31,7 +31,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _save(fig: plt.Figure, out: Path) -> Path:
+def save_figure(fig: plt.Figure, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=DPI)
@@ -55,7 +55,7 @@ def accuracy_vs_ipc(rows: pd.DataFrame, title: str, out: Path) -> Path | None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def accuracy_vs_cost(rows: pd.DataFrame, cost: str, label: str, title: str, out: Path) -> Path | None:
@@ -79,7 +79,7 @@ def accuracy_vs_cost(rows: pd.DataFrame, cost: str, label: str, title: str, out:
     ax.set_title(title + " (dashed: Pareto front)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def cross_arch_heatmap(rows: pd.DataFrame, distill_arch: str, title: str, out: Path) -> Path | None:
@@ -102,4 +102,4 @@ def cross_arch_heatmap(rows: pd.DataFrame, distill_arch: str, title: str, out: P
         ax.text(c, r, f"{v:+.1f}", ha="center", va="center", fontsize=7)
     fig.colorbar(image, ax=ax, label=f"points vs {distill_arch}")
     ax.set_title(title, fontsize=9)
-    return _save(fig, out)
+    return save_figure(fig, out)

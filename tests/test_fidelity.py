@@ -91,3 +91,29 @@ def test_the_published_table_is_well_formed_and_keeps_disagreeing_sources():
         ("random", 1): 14.4, ("random", 10): 26.0, ("random", 50): 43.4, ("herding", 1): 21.5,
         ("herding", 10): 31.6, ("herding", 50): 40.4, ("kcenter", 1): 21.5, ("kcenter", 10): 14.7,
         ("kcenter", 50): 27.0})
+
+
+def test_a_cell_measured_at_several_budgets_becomes_a_curve_with_its_figure(tmp_path, plugins):
+    from benchsuite.fidelity import convergence_curves, write_fidelity
+
+    for it, accs in ((1000, [30.0, 31.0]), (100, [20.0, 22.0]), (300, [25.0, 26.0])):
+        write_records(tmp_path / f"dm-{it}it", "dm-recipe", [record("dm", "cifar10", 1, accs, "dm-recipe", "dh", it)])
+    # another protocol with one budget only: no curve of its own
+    write_records(tmp_path / "quick", "quick", [record("dm", "cifar10", 1, [24.0, 24.0])])
+    table = pd.DataFrame([published(), published(accuracy=25.5, source="another paper")])
+    lines = reproduction_lines(sorted(tmp_path.iterdir()), plugins, table)
+    # within a published row, a protocol's cells come in increasing iterations
+    dm_recipe = [ln.suite.iterations for ln in lines if ln.suite.protocol == "dm-recipe"]
+    assert dm_recipe == [100, 300, 1000, 100, 300, 1000]
+    (curve,) = convergence_curves(lines)
+    assert (curve.method, curve.dataset, curve.ipc, curve.protocol) == ("dm", "cifar10", 1, "dm-recipe")
+    assert [(p.iterations, p.mean) for p in curve.points] == [(100, 21.0), (300, 25.5), (1000, 30.5)]
+    assert [p["accuracy"] for p in curve.published] == [26.0, 25.5]  # both sources of the cell
+    assert curve.paper_iterations == 20000  # dm's published budget, where the published figure sits
+
+    out = write_fidelity(tmp_path, plugins=plugins, published=table)
+    text = out.read_text()
+    assert "## Convergence toward the published figure" in text
+    assert "26.0 (DM paper); 25.5 (another paper), after the published 20,000 iterations" in text
+    figure = tmp_path / "fidelity-curves" / f"{curve.name}.png"
+    assert figure.stat().st_size > 0 and f"(fidelity-curves/{curve.name}.png)" in text
