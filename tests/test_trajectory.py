@@ -326,6 +326,27 @@ def test_mtt_paper_table_matches_the_published_one(mods):
     assert "not published" in fm.source and fm.syn_steps == 30
 
 
+@pytest.mark.parametrize("name", ["mtt", "pad", "glad-mtt", "hpd-mtt"])
+def test_quick_budgets_keep_the_published_rates_where_the_paper_reports_the_dataset(plugins, name):
+    from benchsuite.protocol import load_protocol
+
+    protocols = {p: load_protocol(p) for p in ("quick", "paper")}
+    # quick `mtt` on CIFAR-10 once borrowed Fashion-MNIST's lr_lr (1e-5) and its learned step size
+    # turned negative at iteration 2; quick budgets shrink schedules and experts, not rates
+    cls = plugins.methods.get(name)
+    rates = ("lr_img", "lr_lr", "lr_teacher", "lr_label", "zca") if name in ("mtt", "pad") else ("lr_lr", "zca")
+    for ipc in (1, 10):
+        q = cls.resolve_config("cifar10", ipc, protocols["quick"], {})
+        p = cls.resolve_config("cifar10", ipc, protocols["paper"], {})
+        kept = {r: getattr(q, r) for r in rates if hasattr(q, r)}
+        assert kept == {r: getattr(p, r) for r in kept}, name
+        assert q.iterations < p.iterations and q.num_experts < p.num_experts
+    assert cls.resolve_config("cifar10", 1, protocols["quick"], {}).lr_lr == pytest.approx(
+        1e-6 if name.endswith("-mtt") else 1e-7)
+    # Fashion-MNIST is in no trajectory paper's table: the rate measured there
+    assert cls.resolve_config("fashionmnist", 1, protocols["quick"], {}).lr_lr == pytest.approx(1e-5)
+
+
 def test_pad_paper_table_matches_the_published_one(mods):
     pad = mods["pad"]
     c1 = pad.paper_config("cifar10", 1)
