@@ -74,7 +74,7 @@ class Renderer:
         grid = make_grid(images, nrow=per_row, padding=1, pad_value=1.0)
         if scale != 1.0:
             size = [max(1, int(round(grid.shape[1] * scale))), max(1, int(round(grid.shape[2] * scale)))]
-            grid = torch.nn.functional.interpolate(grid[None], size=size, mode="area")[0]
+            grid = torch.nn.functional.interpolate(grid[None], size=size, mode="area" if scale < 1 else "nearest")[0]
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, out)
         return note

@@ -33,7 +33,8 @@ log = logging.getLogger("benchsuite")
 
 SITE_DIR = "site"
 THUMB_PER_CLASS = 5
-THUMB_SCALE = 0.5
+THUMB_WIDTH = 200  # pixels
+FULL_MIN_SIDE = 64  # pixels per image in the full-size grid
 BUILTIN_PROTOCOLS = ("smoke", "quick", "paper")
 
 SORT_JS = """
@@ -144,9 +145,14 @@ class SiteBuilder:
         if artifact is not None and artifact.exists():
             try:
                 syn, meta = SyntheticSet.load(artifact)
-                note = self.renderer.save_grid(syn, r.dataset, full)
-                self.renderer.save_grid(syn, r.dataset, thumb, max_per_class=THUMB_PER_CLASS, scale=THUMB_SCALE,
-                                        classes_as_columns=True)
+                # small images are enlarged by a whole factor, so every pixel stays a sharp square
+                enlarge = max(1, math.ceil(FULL_MIN_SIDE / max(1, syn.images.shape[-1])))
+                note = self.renderer.save_grid(syn, r.dataset, full, scale=enlarge)
+                # a strip one class per column, shrunk to fit a table cell
+                classes = int(syn.hard_labels().unique().numel())
+                width = classes * (syn.images.shape[-1] + 1) + 1
+                self.renderer.save_grid(syn, r.dataset, thumb, max_per_class=THUMB_PER_CLASS,
+                                        scale=min(1.0, THUMB_WIDTH / width), classes_as_columns=True)
                 note = "; ".join(n for n in (note, *set_provenance(meta, r)) if n)
                 found = {"full": str(stem) + ".png", "thumb": str(stem) + "-thumb.png", "note": note}
                 # the note travels with the picture: later renders without the set still say it
