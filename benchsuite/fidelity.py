@@ -300,7 +300,7 @@ FIGURES_DIR = "fidelity-curves"
 def write_fidelity(results_root: Path, out_dir: Path | None = None, plugins: Any = None,
                    published: pd.DataFrame | None = None) -> Path:
     """``fidelity.md`` from every results folder under ``results_root`` (itself included), and a
-    figure per convergence curve in ``fidelity/`` beside it."""
+    figure per convergence curve in ``fidelity-curves/`` beside it."""
     out_dir = Path(out_dir or results_root)
     folders = sorted({f.parent for f in Path(results_root).rglob("records.jsonl")})
     lines = reproduction_lines(folders, plugins, published)
