@@ -309,6 +309,11 @@ def write_fidelity(results_root: Path, out_dir: Path | None = None, plugins: Any
     for c in curves:
         path = plot_curve(c, out_dir / FIGURES_DIR / f"{c.name}.png")
         figures[c.name] = path.relative_to(out_dir).as_posix()
+    # A curve that no longer exists (its records moved or renamed) must not leave its old figure
+    # behind, where it would look current beside the regenerated page.
+    for stale in (out_dir / FIGURES_DIR).glob("*.png"):
+        if stale.relative_to(out_dir).as_posix() not in figures.values():
+            stale.unlink()
     text = fidelity_markdown(lines) + curves_markdown(curves, figures)
     out = out_dir / FIDELITY_FILE
     atomic.write_text(out, text)

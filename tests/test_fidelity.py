@@ -117,3 +117,9 @@ def test_a_cell_measured_at_several_budgets_becomes_a_curve_with_its_figure(tmp_
     assert "26.0 (DM paper); 25.5 (another paper), after the published 20,000 iterations" in text
     figure = tmp_path / "fidelity-curves" / f"{curve.name}.png"
     assert figure.stat().st_size > 0 and f"(fidelity-curves/{curve.name}.png)" in text
+
+    # a figure of a curve that has gone (here: an unrelated name) is removed when the page is rewritten
+    stale = tmp_path / "fidelity-curves" / "dc-cifar10-ipc1-gone.png"
+    stale.write_bytes(b"old")
+    write_fidelity(tmp_path, plugins=plugins, published=table)
+    assert not stale.exists() and figure.exists()

@@ -4,6 +4,7 @@ browser (images load, sorting works, no console errors)."""
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import re
 import shutil
@@ -117,27 +118,25 @@ def _record_json(**changes):
     return obj
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
+def _load_chromium_helper():
+    # tools/ is not a package: load the helper the README screenshot uses, so both share one setup
+    path = Path(__file__).resolve().parents[1] / "tools" / "chromium.py"
+    spec = importlib.util.spec_from_file_location("benchsuite_tools_chromium", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium + chromedriver (apt-get install chromium "
+chromium = _load_chromium_helper()
+
+
+@pytest.mark.skipif(chromium.binaries() is None, reason="no chromium + chromedriver (apt-get install chromium "
                                                  "chromium-driver; .ci/run installs them)")
 def test_the_site_in_a_real_headless_browser(site):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
 
-    browser, driver_path = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1800", "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = chromium.headless_driver(1400, 1800, console_log=True)
     try:
         driver.get((site / "site" / "index.html").resolve().as_uri())
         images = driver.find_elements(By.TAG_NAME, "img")

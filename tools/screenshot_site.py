@@ -8,9 +8,10 @@ Needs Debian's ``chromium`` and ``chromium-driver`` and ``selenium`` (the ``test
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
+
+from chromium import INSTALL_HINT, binaries, headless_driver
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,21 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1100)
     args = parser.parse_args(argv)
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (browser and driver_path):
-        sys.exit("needs chromium and chromedriver: apt-get install chromium chromium-driver")
+    if binaries() is None:
+        sys.exit(f"needs chromium and chromedriver: {INSTALL_HINT}")
     if not args.page.is_file():
         sys.exit(f"no page at {args.page}: write it with `benchsuite report --results DIR`")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 f"--window-size={args.width},{args.height}", "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = headless_driver(args.width, args.height)
     try:
         driver.get(args.page.resolve().as_uri())
         # wait until every picture has loaded, so none is blank in the shot
