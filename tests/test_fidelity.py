@@ -123,3 +123,17 @@ def test_a_cell_measured_at_several_budgets_becomes_a_curve_with_its_figure(tmp_
     stale.write_bytes(b"old")
     write_fidelity(tmp_path, plugins=plugins, published=table)
     assert not stale.exists() and figure.exists()
+
+
+def test_the_cifar10_quick_step_runs_every_method_of_the_default_grid(plugins):
+    """tools/fidelity_cifar10.sh's `quick` step lists its methods by name; a method added to the
+    suite must join it, or the claim that every method's quick cell runs on CIFAR-10 goes stale."""
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[1] / "tools" / "fidelity_cifar10.sh").read_text()
+    step = script.split("    quick)", 1)[1].split(";;", 1)[0]
+    (listed,) = re.findall(r"--methods ([\w,-]+)", step)
+    names = listed.split(",")
+    assert len(names) == len(set(names))
+    assert set(names) == set(plugins.methods) - {"full"}
