@@ -149,7 +149,9 @@ SMOKE = PADConfig(iterations=3, syn_steps=3, expert_epochs=1, min_start_epoch=0,
                   max_start_epoch=2, expansion_end=2, batch_syn=0, lr_img=100.0, lr_lr=1e-5, mask_ratio=0.25,
                   num_experts=2, expert_train_epochs=2, expert_subset_per_class=8, expert_batch=16,
                   add_end_epoch=1, rm_epoch_first=1, rm_epoch_second=2, el2n_models=1, el2n_epochs=1,
-                  source="smoke")
+                  # the skip rule off: a 3-step unroll's loss sits above 1.0, and a smoke run must
+                  # exercise the update path, not return its initialisation
+                  threshold=0.0, source="smoke")
 
 
 def paper_config(dataset: str, ipc: int) -> PADConfig:
@@ -172,8 +174,12 @@ def quick_config(dataset: str, ipc: int) -> PADConfig:
     paper = paper_config(dataset, ipc)
     near = min(QUICK, key=lambda i: (abs(i - ipc), i))
     reported = dataset in {d for d, _ in PAPER_TABLE}
-    rates = {} if reported else {"lr_img": 100.0, "lr_lr": 1e-5}
-    why = "the published row's rates" if reported else "rates measured on Fashion-MNIST"
+    # On Table 7's datasets the released threshold is tuned to the published 80-step unroll over
+    # 100-epoch experts; at this budget's 20-step unroll the CIFAR-10 IPC 1 loss starts near 5.5 and
+    # every update was skipped (measured, docs/methods/pad.md), so the skip rule is off there. The
+    # Fashion-MNIST quick run keeps it: its loss stays near 0.4 (1 of 100 updates skipped).
+    rates = {"threshold": 0.0} if reported else {"lr_img": 100.0, "lr_lr": 1e-5}
+    why = "the published row's rates, no skip rule" if reported else "rates measured on Fashion-MNIST"
     return PADConfig(**{**paper.__dict__, **QUICK[near], **QUICK_EXPERTS, **rates,
                         "source": f"quick budget (docs/methods/pad.md, 'Budgets in the suite'); {why}; "
                         + paper.source})

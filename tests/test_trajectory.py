@@ -347,6 +347,17 @@ def test_quick_budgets_keep_the_published_rates_where_the_paper_reports_the_data
     assert cls.resolve_config("fashionmnist", 1, protocols["quick"], {}).lr_lr == pytest.approx(1e-5)
 
 
+def test_pad_quick_turns_the_skip_rule_off_only_where_it_stalled_every_update(mods):
+    pad = mods["pad"]
+    # CIFAR-10 IPC 1 at the quick unroll: the loss starts near 5.5, above the released 1.1, so with
+    # the rule every update was skipped; Fashion-MNIST's quick loss stays near 0.4 and keeps it
+    assert pad.paper_config("cifar10", 1).threshold == 1.1
+    assert pad.quick_config("cifar10", 1).threshold == 0.0
+    assert pad.quick_config("cifar100", 10).threshold == 0.0
+    assert pad.quick_config("fashionmnist", 1).threshold == 1.1
+    assert pad.quick_config("fashionmnist", 10).threshold == 1.0
+
+
 def test_pad_paper_table_matches_the_published_one(mods):
     pad = mods["pad"]
     c1 = pad.paper_config("cifar10", 1)
@@ -411,3 +422,11 @@ def test_two_processes_needing_the_same_experts_build_them_once(tmp_path):
     built = sorted(int(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs)
     assert built == [0, 2]
     assert len(list(tmp_path.glob("experts/*/expert_*.pt"))) == 2
+
+
+def test_a_run_whose_every_update_is_skipped_is_an_error_not_a_result(mods, make_ctx, synthetic):
+    # a threshold below any loss skips every update: the set would be its initialisation untouched
+    with pytest.raises(MethodError, match=r"every one of the 3 updates was skipped.*pad\.threshold=0"):
+        _distill(mods, "pad", make_ctx, synthetic, ipc=1, threshold=1e-12)
+    # one that lets updates through distils as before
+    assert _distill(mods, "pad", make_ctx, synthetic, ipc=1, threshold=1e12).extra["skipped_updates"] == 0

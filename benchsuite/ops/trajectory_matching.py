@@ -252,6 +252,7 @@ class TrajectoryMatcher:
             self.opt_label = torch.optim.SGD([self.targets], lr=settings.lr_label, momentum=settings.momentum_label)
         self.order: list[int] = []
         self.skipped = 0
+        self.steps = 0
 
     def step(self, it: int, syn) -> tuple[Tensor, int]:
         """Iteration ``it`` (0-based, drives the start-epoch bound): returns (loss, start epoch)."""
@@ -269,6 +270,7 @@ class TrajectoryMatcher:
                 opt.zero_grad(set_to_none=True)
         loss = unroll_backward(self.student, start, target, syn.images, self.targets, self.alpha, plans, self.augment,
                                mask_ratio=s.mask_ratio, mask=s.mask, mode=s.unroll)
+        self.steps += 1
         if s.threshold and float(loss) > s.threshold:
             self.skipped += 1
         else:
@@ -281,6 +283,16 @@ class TrajectoryMatcher:
             raise MethodError(f"method {self.method!r}: the learned step size became {a} at iteration {it + 1}; "
                               f"lower lr_lr (or the image/latent lr), e.g. --set {self.method}.lr_lr=...")
         return loss, t
+
+    def check_progress(self, last_loss: float | None) -> None:
+        """A run whose every update was skipped returns its initialisation untouched: that is a
+        failed distillation, not a result to rank."""
+        if self.steps and self.skipped == self.steps:
+            loss = f" (the last loss {last_loss:.3g})" if last_loss is not None else ""
+            raise MethodError(
+                f"method {self.method!r}: every one of the {self.steps} updates was skipped because the loss stayed "
+                f"above threshold {self.settings.threshold}{loss}, so nothing was distilled; raise the threshold "
+                f"or turn the skip off with --set {self.method}.threshold=0")
 
     @property
     def learned_lr(self) -> float:
@@ -303,6 +315,7 @@ def match_trajectories(ctx: RunContext, method: str, settings: MatchSettings, tr
         if on_iteration is not None:
             on_iteration(it, {"loss": float(loss), "alpha": a, "start": t})
     monitor.check_images(syn.images)
+    matcher.check_progress(monitor.last)
     stats = {"skipped_updates": matcher.skipped, "final_loss": monitor.last, "learned_lr": matcher.learned_lr}
     return syn.images.detach(), matcher.targets.detach(), matcher.learned_lr, stats
 

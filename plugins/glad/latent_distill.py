@@ -208,6 +208,7 @@ class TrajectoryObjective:
         return loss
 
     def result(self) -> dict:
+        self.matcher.check_progress(None)
         return {"experts": self.store.describe(), "learned_lr": self.matcher.learned_lr,
                 "skipped_updates": self.matcher.skipped}
 
