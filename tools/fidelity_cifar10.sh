@@ -2,7 +2,8 @@
 # CIFAR-10 fidelity runs on the CPU (docs: fidelity). Every step is a resumable `benchsuite run`:
 # rerunning this script skips finished cells, so it can be stopped and started at will.
 #   BENCHSUITE_DATA=../shared/data bash tools/fidelity_cifar10.sh [step ...]
-#   DC_ITERATIONS="200 1000" bash tools/fidelity_cifar10.sh dc    # DC's budgets (default 1000)
+#   DC_ITERATIONS="200 1000" BENCHSUITE_DATA=../shared/data bash tools/fidelity_cifar10.sh dc
+#     (DC's budgets, one folder each; default 1000)
 # Steps: baselines, dm, dc, quick (default: all, in that order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
