@@ -35,3 +35,20 @@ class ContractError(MethodError):
 
 class ArtifactError(BenchsuiteError):
     """A saved file (a distilled set, a prior) is unreadable or not what the suite wrote."""
+
+
+class CellTimeoutError(BenchsuiteError):
+    """A cell ran past its time limit (``--cell-timeout`` or the protocol's ``cell_timeout``)."""
+
+
+class IsolatedFailure(BenchsuiteError):
+    """An exception raised in the process a method distilled in, carried back to the runner:
+    its original class name, message and traceback, and whether it was one of the suite's typed
+    errors (an expected failure mode) or a crash."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "", expected: bool = False) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+        self.expected = expected

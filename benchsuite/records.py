@@ -27,7 +27,7 @@ from benchsuite.locks import records_lock
 
 log = logging.getLogger("benchsuite")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORDS_FILE = "records.jsonl"
 
 
@@ -84,6 +84,14 @@ class RunRecord:
     method_version: str | None = doc("the method class's `version`")
     method_kind: str | None = doc("`distill` or `select`")
     method_config: dict[str, Any] | None = doc("the resolved hyperparameters, `--set` overrides included")
+    method_overrides: dict[str, Any] | None = doc("the `--set` overrides of this cell, when it had any: the record is "
+                                                  "shown as `method [key=value]`, never under the plain name")
+    config_digest: str | None = doc("SHA-256 (16 hex) of `method_config`: part of the result's identity")
+    source_digest: str | None = doc("SHA-256 (16 hex) of the method's source: its module or package, the plugin "
+                                    "modules and `benchsuite.ops` modules it imports (see Result identity)")
+    set_identity: str | None = doc("digest of everything that identifies the distilled set (protocol hash, method, "
+                                   "version, config and source digests, dataset fingerprint, IPC, seed); a saved set "
+                                   "is reused only under the same one")
     storage_bytes: int | None = doc("bytes the method must store to reproduce its images")
     num_images: int | None = doc("images the evaluator trained on")
     images_per_class: list[int] | None = doc("images per class of the set (hard labels)")
@@ -94,6 +102,8 @@ class RunRecord:
     reused_artifact: bool | None = doc("true when the saved set was reused instead of distilled again")
     # -- the data --------------------------------------------------------------------------
     dataset_provenance: str | None = doc("where the dataset was read from")
+    dataset_fingerprint: str | None = doc("SHA-256 (16 hex) of the dataset's contents (train and test images and "
+                                          "labels as read): part of the result's identity")
     test_set: str | None = doc("`official`, or a description of a substitute test set")
     train_images: int | None = doc("real training images the method saw")
     test_images: int | None = doc("test images")
@@ -129,12 +139,18 @@ class RunRecord:
     def failed(cls, facts: dict[str, Any], *, arch: str, exc: BaseException, finished_at: str | None = None
                ) -> "RunRecord":
         """An ``error`` record naming ``exc``; the facts gathered before the failure are kept."""
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, SystemExit):
-            message = f"the cell called sys.exit({exc.code!r}); a method must raise an exception instead"
-        error = ErrorInfo(type=type(exc).__name__, message=message,
-                          traceback="".join(traceback.format_exception(exc))[-4000:],
-                          expected=isinstance(exc, BenchsuiteError))
+        from benchsuite.errors import IsolatedFailure
+
+        if isinstance(exc, IsolatedFailure):  # raised where the method ran, in its own process
+            error = ErrorInfo(type=exc.type_name, message=exc.message, traceback=exc.traceback_text[-4000:],
+                              expected=exc.expected)
+        else:
+            message = str(exc) or type(exc).__name__
+            if isinstance(exc, SystemExit):
+                message = f"the cell called sys.exit({exc.code!r}); a method must raise an exception instead"
+            error = ErrorInfo(type=type(exc).__name__, message=message,
+                              traceback="".join(traceback.format_exception(exc))[-4000:],
+                              expected=isinstance(exc, BenchsuiteError))
         kept = {k: v for k, v in facts.items() if not non_finite_fields(v)}
         return cls._make(kept, arch=arch, status="error", error=error, finished_at=finished_at)
 
@@ -185,8 +201,22 @@ class RunRecord:
 
     @property
     def key(self) -> tuple:
-        """What identifies a result: a rerun of the same key supersedes the earlier record."""
+        """The grid cell (and architecture) a record belongs to, whatever code or config made it."""
         return (self.protocol_hash, self.method, self.dataset, self.ipc, self.arch, self.seed)
+
+    @property
+    def identity(self) -> tuple:
+        """What identifies a result: the cell and everything that changes its number (method
+        version, config digest, source digest, dataset fingerprint). A rerun of the same identity
+        supersedes the earlier record; a different identity is a different result."""
+        return (*self.key, self.method_version, self.config_digest, self.source_digest, self.dataset_fingerprint)
+
+    @property
+    def display_name(self) -> str:
+        """The method's name as tables show it: ``dm [iterations=50]`` for a cell run with overrides."""
+        from benchsuite.identity import display_name
+
+        return display_name(self.method, self.method_overrides)
 
 
 KEY_FIELDS = ("protocol_hash", "method", "dataset", "ipc", "arch", "seed", "status")
@@ -296,8 +326,21 @@ def _old_builtin_hashes(available: Callable, protocol_named: Callable, digest: C
     return _RENAMES
 
 
+def migrate_2_to_3(obj: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 adds the result's identity (config and source digests, dataset fingerprint, set
+    identity, the `--set` overrides). A version-2 record gets the digest of the `method_config` it
+    stored; its source digest and dataset fingerprint stay unknown, so reports mark it stale (its
+    code cannot be compared with the installed method) and a rerun runs its cell again."""
+    from benchsuite.identity import config_digest
+
+    out = obj | {"schema_version": 3}
+    if isinstance(obj.get("method_config"), dict) and "config_digest" not in obj:
+        out["config_digest"] = config_digest(obj["method_config"])
+    return out
+
+
 #: ``MIGRATIONS[n]`` turns a version-``n`` JSON object into version ``n + 1``.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_1_to_2, 2: migrate_2_to_3}
 
 
 def migrate(obj: dict[str, Any]) -> dict[str, Any]:
@@ -422,8 +465,10 @@ def read_records(results_dir: Path, warn: bool = True) -> list[RunRecord]:
 
 
 def latest_records(records: list[RunRecord]) -> list[RunRecord]:
-    """The last record of each key (file order), e.g. an ``ok`` rerun after an ``error``."""
+    """The last record of each identity (file order), e.g. an ``ok`` rerun after an ``error``.
+    Records of the same cell with another identity (other config, code or data) are kept: they
+    are other results, which reports mark stale or show under their own name."""
     latest: dict[tuple, RunRecord] = {}
     for r in records:
-        latest[r.key] = r
+        latest[r.identity] = r
     return list(latest.values())
