@@ -97,10 +97,14 @@ class LabeledData:
 class SyntheticSet:
     """What a method produces: images in the normalised space, labels, and what storing it costs.
 
-    ``labels`` are hard ``[N]`` (int64) or soft ``[N, K]`` (float). ``learned_lr`` is a method's
+    ``labels`` are hard ``[N]`` (int64) or soft ``[N, K]`` (float32). ``learned_lr`` is a method's
     learned evaluation step size (MTT/PAD); only the open division uses it, as it does soft labels.
     ``storage_bytes`` is what must be stored to reproduce the images: the pixels for pixel methods,
-    latents or memories plus decoder for parameterised ones. ``extra`` carries method-specific
+    latents or memories plus decoder for parameterised ones, each tensor counted as stored (its
+    elements times its dtype's size). Left out, it is the images' bytes plus, for soft labels, the
+    label tensor's bytes (learned labels are part of what reproduces the set). Hard labels are not
+    counted: a class index per image costs every method the same at one IPC, and the budget methods
+    are compared under is IPC images per class. ``extra`` carries method-specific
     facts worth recording (for example the generative prior a latent method needs).
     ``transform`` names the input space when it is not the normalised one (``{"name": "zca",
     "eps": 0.1}`` for whitened methods such as MTT); the evaluator then tests in that space too.
@@ -124,8 +128,7 @@ class SyntheticSet:
         self.images = self.images.detach()
         self.labels = self.labels.detach()
         if self.storage_bytes is None:
-            # Pixel methods store exactly their float32 images.
-            self.storage_bytes = int(self.images.numel()) * 4
+            self.storage_bytes = tensor_bytes(self.images) + (tensor_bytes(self.labels) if self.soft_labels else 0)
 
     @property
     def soft_labels(self) -> bool:
@@ -172,6 +175,11 @@ class SyntheticSet:
             raise ArtifactError(f"{path} is not a distilled set written by benchsuite ({atomic.load_failure(exc)})"
                                 ) from None
         return syn, metadata
+
+
+def tensor_bytes(tensor: Tensor) -> int:
+    """Bytes ``tensor`` takes as stored: its elements times its dtype's size (not an assumed float32)."""
+    return int(tensor.numel()) * int(tensor.element_size())
 
 
 def _plain(value: Any) -> Any:

@@ -166,7 +166,7 @@ def test_the_contract_function_accepts_honest_sets_and_names_each_broken_rule():
         (SyntheticSet(x.clone().fill_(float("nan")), torch.tensor([0, 1])), {}, "finite images"),
         (SyntheticSet(x, torch.tensor([0, 2])), {}, "labels in range"),
         (SyntheticSet(x, torch.tensor([-1, 1])), {}, "labels in range"),
-        (SyntheticSet(x, torch.tensor([0.0, 1.0])), {}, "labels in range"),
+        (SyntheticSet(x, torch.tensor([0.0, 1.0])), {}, "int64 hard labels"),
         (SyntheticSet(x, torch.ones(2, 3)), {}, "labels in range"),
         (SyntheticSet(x, torch.tensor([0, 1]), learned_lr=-0.1), {}, "learned_lr"),
         (SyntheticSet(x, torch.tensor([0, 1]), learned_lr=float("inf")), {}, "learned_lr"),

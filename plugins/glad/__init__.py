@@ -137,7 +137,7 @@ class _LatentMethod(benchsuite.Method):
         zca = objective.zca
         return benchsuite.SyntheticSet(
             latents.render(), labels,
-            storage_bytes=latents.storage_floats() * 4,
+            storage_bytes=latents.storage_bytes(),
             learned_lr=info.get("learned_lr"),
             transform=zca.describe() if zca is not None else None,
             extra={"prior": prior.describe(), self.family: {**info, "latent_floats": latents.storage_floats(),

@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from benchsuite.api import tensor_bytes
+
 from .priors import StyleGenerator
 
 __all__ = ["LatentSet", "LatentImages"]
@@ -53,6 +55,10 @@ class LatentSet:
 
     def storage_floats(self) -> int:
         return int(self.ws.numel() + self.f.numel())
+
+    def storage_bytes(self) -> int:
+        """Bytes of the latents as stored (their dtype's size, not an assumed float32)."""
+        return tensor_bytes(self.ws) + tensor_bytes(self.f)
 
     def render(self) -> Tensor:
         """All images, without a graph, ``chunk`` at a time."""

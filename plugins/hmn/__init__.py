@@ -336,7 +336,7 @@ class HMN(benchsuite.Method):
             "pruned_per_class": pruned, "beta": cfg.beta, "metric": metric,
             "init_mse": init_mse,
         }}
-        return benchsuite.SyntheticSet(images.detach().clone(), labels, storage_bytes=storage * 4, extra=extra)
+        return benchsuite.SyntheticSet(images.detach().clone(), labels, storage_bytes=hmn.storage_bytes(), extra=extra)
 
 
 @benchsuite.hookimpl

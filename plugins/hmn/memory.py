@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchsuite.api import tensor_bytes
 from benchsuite.errors import ConfigError
 
 __all__ = ["MemoryLayout", "HierarchicalMemory", "instances_per_class", "budget_floats",
@@ -106,6 +107,10 @@ class HierarchicalMemory(nn.Module):
 
     def storage_floats(self) -> int:
         return int(sum(p.numel() for p in self.parameters()))
+
+    def storage_bytes(self) -> int:
+        """Bytes of every parameter as stored (its dtype's size, not an assumed float32)."""
+        return sum(tensor_bytes(p) for p in self.parameters())
 
     def shared_floats(self) -> int:
         return self.storage_floats() - int(self.instance_memory.numel())
