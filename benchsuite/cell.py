@@ -5,6 +5,10 @@ A :class:`CellTask` holds only plain, picklable values (names, numbers, the froz
 so that an executor can ship it to another process or machine; the worker rebuilds what it needs
 (the plugins, the dataset) there. The worker never writes records: it returns them as JSON objects
 to the driving process, the only writer of ``records.jsonl``.
+
+The method itself never runs in the worker: it distils in a child process that holds the training
+split alone (:mod:`benchsuite.isolation`), and the worker evaluates the set the child wrote. A saved
+set is reused only under the same identity (:mod:`benchsuite.identity`), which its file name carries.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from benchsuite import atomic, preflight
 from benchsuite.api import Method, RunContext, SyntheticSet
 from benchsuite.contract import check_synthetic_set
 from benchsuite.data import DataSources, LoadedDataset, load_dataset
-from benchsuite.errors import ArtifactError, ContractError, MethodError
+from benchsuite.data.spec import DatasetSpec
+from benchsuite.errors import ArtifactError, ContractError, IsolatedFailure, MethodError
 from benchsuite.evaluate import EvalResult, eval_space_testset, evaluate_synset
-from benchsuite.measure import measure
+from benchsuite.identity import cell_identity
+from benchsuite.isolation import WORKER_DIED, method_cache_dir, run_isolated
+from benchsuite.measure import Measurement, measure
 from benchsuite.modeling import model_factory
 from benchsuite.protocol import Protocol
 from benchsuite.provenance import code_digest, git_commit, machine_info, now_iso
@@ -68,12 +75,23 @@ class CellTask:
     plugin_dirs: tuple[str, ...] = ()
     entry_points: bool = True
     tag: str = ""
+    # the identity of the set the driver expects (names the saved set; the worker recomputes it)
+    set_identity: str | None = None
+    # seconds the method may distil for before it is ended (None: no limit)
+    cell_timeout: float | None = None
 
     @property
     def artifact_path(self) -> Path:
-        c = self.cell
-        return (Path(self.results_dir) / "artifacts" / f"{self.protocol.name}-{self.protocol.hash}" / c.dataset
-                / c.method / f"ipc{c.ipc}-seed{c.seed}.pt")
+        return artifact_path(self, self.set_identity)
+
+
+def artifact_path(task: CellTask, set_identity: str | None) -> Path:
+    """Where the set of ``task`` with ``set_identity`` is saved: the identity is in the file name,
+    so a set made by other code, config or data is never found under this one's name."""
+    c = task.cell
+    suffix = f"-{set_identity}" if set_identity else ""
+    return (Path(task.results_dir) / "artifacts" / f"{task.protocol.name}-{task.protocol.hash}" / c.dataset
+            / c.method / f"ipc{c.ipc}-seed{c.seed}{suffix}.pt")
 
 
 def stable_seed(*parts: Any) -> int:
@@ -122,8 +140,10 @@ class CellWorker:
                 preflight.check_ipc_fits(cell.ipc, data.spec, None, data.train.class_counts())
             config = method_cls.resolve_config(data.spec.name, cell.ipc, protocol, task.overrides)
             facts.update(method_version=method_cls.version, method_kind=method_cls.kind,
-                         method_config=config_dict(config))
-            syn, distill_facts = self._distill(task, method_cls, config, data, device)
+                         method_config=config_dict(config), dataset_fingerprint=data.fingerprint)
+            facts.update(cell_identity(method_cls, config_dict(config), protocol, cell, data.fingerprint,
+                                       task.overrides))
+            syn, distill_facts = self._distill(task, method_cls, config, data, device, facts)
             facts.update(distill_facts)
         except KeyboardInterrupt:
             raise
@@ -144,10 +164,11 @@ class CellWorker:
 
     # -- distillation ------------------------------------------------------------------------
     def _distill(self, task: CellTask, method_cls: type[Method], config: Any, data: LoadedDataset,
-                 device: torch.device) -> tuple[SyntheticSet, dict[str, Any]]:
-        cell, path = task.cell, task.artifact_path
+                 device: torch.device, facts: dict[str, Any]) -> tuple[SyntheticSet, dict[str, Any]]:
+        cell = task.cell
+        path = artifact_path(task, facts["set_identity"])
         if path.exists() and not task.force:
-            reused = self._reuse(path, task, method_cls, config, data)
+            reused = self._reuse(path, task, method_cls, data, facts["set_identity"])
             if reused is not None:
                 return reused
         syn, m = self.distill_fresh(task, method_cls, config, data, device)
@@ -156,57 +177,79 @@ class CellWorker:
         if syn.extra.get("full_dataset"):
             # The whole train set is not worth a copy on disk; "distilling" it again is free.
             return syn, info | {"reused_artifact": False}
+        identity = {k: facts.get(k) for k in ("set_identity", "config_digest", "source_digest", "dataset_fingerprint",
+                                              "method_overrides")}
         syn.save(path, metadata={"method": cell.method, "method_version": method_cls.version,
                                  "method_config": config_dict(config), "protocol": task.protocol.name,
                                  "protocol_hash": task.protocol.hash, "dataset": cell.dataset, "ipc": cell.ipc,
-                                 "seed": cell.seed, **info})
+                                 "seed": cell.seed, "commit": facts.get("commit"),
+                                 "code_digest": facts.get("code_digest"), **identity, **info})
         log.info("%s distilled in %.1fs, peak memory %.2f GiB", cell.label(), m.seconds, m.peak_bytes / 2**30)
         return syn, info | {"artifact": str(path), "reused_artifact": False}
 
     def context(self, task: CellTask, data: LoadedDataset, device: torch.device,
                 progress: Callable[..., None] | None = None) -> RunContext:
-        """The :class:`RunContext` of a cell: its seeded generator, cache, model factory."""
-        cell = task.cell
-        generator = torch.Generator().manual_seed(stable_seed("distill", cell.method, cell.dataset, cell.ipc, cell.seed))
-        return RunContext(
-            device=device,
-            generator=generator,
-            cache_dir=Path(task.cache_dir),
-            make_model=model_factory(self.plugins.archs, data.spec),
-            protocol=task.protocol,
-            dataset=data.spec,
-            progress=progress or (lambda *a, **k: None),
-            default_arch=task.protocol.distill_arch,
-            seed=cell.seed,
-        )
+        """The :class:`RunContext` of a cell (its seeded generator, the methods' cache, model factory)."""
+        return make_context(task, self.plugins.archs, data.spec, device, progress)
 
     def distill_fresh(self, task: CellTask, method_cls: type[Method], config: Any, data: LoadedDataset,
-                      device: torch.device) -> tuple[SyntheticSet, Any]:
-        """Distil the cell (no saved set is read or written) and check the set against the contract;
-        returns it with the time and memory measurement."""
+                      device: torch.device) -> tuple[SyntheticSet, Measurement]:
+        """Distil the cell in a child process of its own (no saved set is read or written here) and
+        check the set against the contract; returns it with the time and memory measured there.
+        ``config`` and ``data`` are what the caller resolved; the child resolves and loads its own
+        (the same config from the same task, the training split alone)."""
         cell = task.cell
         progress = self.progress(f"{task.tag} distill {cell.method} ipc{cell.ipc}")
-        ctx = self.context(task, data, device, progress)
+        from benchsuite.isolation_child import IsolatedJob
+
         try:
-            with measure(device) as m:
-                syn = method_cls(config).distill(data.train, cell.ipc, ctx)
+            try:
+                result = run_isolated(IsolatedJob(task), progress=progress, timeout=task.cell_timeout)
+            except IsolatedFailure as exc:
+                if exc.type_name != WORKER_DIED:
+                    raise
+                # A process killed from outside (the kernel's OOM killer, a stray signal) may not be
+                # the method's fault: one retry, as a cluster retries a lost worker.
+                log.warning("%s: %s; retrying once", cell.label(), exc.message)
+                try:
+                    result = run_isolated(IsolatedJob(task), progress=progress, timeout=task.cell_timeout)
+                except IsolatedFailure as again:
+                    if again.type_name != WORKER_DIED:
+                        raise
+                    raise IsolatedFailure(WORKER_DIED, f"{again.message}, on the first try and on its one retry",
+                                          again.traceback_text, again.expected) from None
         finally:
             getattr(progress, "close", lambda: None)()
-        check_set(syn, cell, data, method_cls)  # a set that breaks the contract is never saved
-        return syn, m
+        syn = result.syn
+        # checked in the child on its device, and again here as loaded (a set is never saved unchecked)
+        check_set(syn, cell, method_cls, spec=data.spec, train_counts=data.train.class_counts())
+        return syn, Measurement(result.seconds, result.peak_bytes, result.memory_kind)
 
-    def _reuse(self, path: Path, task: CellTask, method_cls: type[Method], config: Any,
-               data: LoadedDataset) -> tuple[SyntheticSet, dict[str, Any]] | None:
-        """The saved set of this cell when it is whole, valid and made by this config; a corrupt
+    def prepare_isolated(self, task: CellTask, description: str | None = None) -> Any:
+        """Build the caches the method of ``task`` reads (its :meth:`~benchsuite.Method.prepare`),
+        in a child process like a distillation; returns the method's description of them."""
+        from benchsuite.isolation_child import IsolatedJob
+
+        progress = self.progress(description or f"{task.tag} prepare {task.cell.method} ipc{task.cell.ipc}")
+        try:
+            result = run_isolated(IsolatedJob(task, mode="prepare"), progress=progress, timeout=task.cell_timeout,
+                                  what="cache build")
+        finally:
+            getattr(progress, "close", lambda: None)()
+        return result.extra_facts.get("built")
+
+    def _reuse(self, path: Path, task: CellTask, method_cls: type[Method], data: LoadedDataset,
+               set_identity: str) -> tuple[SyntheticSet, dict[str, Any]] | None:
+        """The saved set of this cell when it is whole, valid and of this identity; a corrupt
         or contract-breaking file is moved aside (``None``: distil again)."""
         try:
             syn, meta = SyntheticSet.load(path)
-            check_set(syn, task.cell, data, method_cls)
+            check_set(syn, task.cell, method_cls, spec=data.spec, train_counts=data.train.class_counts())
         except (ArtifactError, ContractError) as exc:
             moved = atomic.move_aside(path)
             log.warning("saved set %s unusable (%s); moved to %s, distilling again", path, exc, moved.name)
             return None
-        if meta.get("method_config") != config_dict(config) or meta.get("method_version") != method_cls.version:
+        if meta.get("set_identity") != set_identity:
             return None
         log.info("reusing distilled set %s", path)
         kept = {k: meta[k] for k in ("distill_seconds", "distill_peak_memory_bytes", "memory_kind") if k in meta}
@@ -263,11 +306,33 @@ class CellWorker:
         return result, m
 
 
-def check_set(syn: SyntheticSet, cell: Cell, data: LoadedDataset, method_cls: type[Method]) -> None:
-    check_synthetic_set(syn, method=cell.method, shape=data.spec.shape, num_classes=data.spec.num_classes,
+def make_context(task: CellTask, archs: Any, spec: DatasetSpec, device: torch.device,
+                 progress: Callable[..., None] | None = None) -> RunContext:
+    """The :class:`RunContext` a method distils with: a generator seeded by the cell, the methods'
+    cache folder (``<cache>/methods``: it holds no dataset), and a model factory for the protocol's
+    architectures."""
+    cell = task.cell
+    generator = torch.Generator().manual_seed(stable_seed("distill", cell.method, cell.dataset, cell.ipc, cell.seed))
+    return RunContext(
+        device=device,
+        generator=generator,
+        cache_dir=method_cache_dir(task.cache_dir),
+        make_model=model_factory(archs, spec),
+        protocol=task.protocol,
+        dataset=spec,
+        progress=progress or (lambda *a, **k: None),
+        default_arch=task.protocol.distill_arch,
+        seed=cell.seed,
+    )
+
+
+def check_set(syn: SyntheticSet, cell: Cell, method_cls: type[Method], *, spec: DatasetSpec,
+              train_counts: list[int], device: torch.device | None = None) -> None:
+    """The method contract for ``cell``'s set (:func:`benchsuite.contract.check_synthetic_set`)."""
+    check_synthetic_set(syn, method=cell.method, shape=spec.shape, num_classes=spec.num_classes,
                         ipc=cell.ipc, container=bool(getattr(method_cls, "container", False)),
                         ipc_independent=bool(getattr(method_cls, "ipc_independent", False)),
-                        train_counts=data.train.class_counts())
+                        train_counts=train_counts, device=device)
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -46,9 +46,14 @@ def run_started(protocol: Any, cells: list[Any], results_dir: Path) -> None:
 
 
 @hookspec(firstresult=True)
-def pending_archs(cell: Any, archs: list[str], protocol_hash: str, results_dir: Path) -> list[str] | None:
+def pending_archs(cell: Any, archs: list[str], protocol_hash: str, results_dir: Path,
+                  identity: dict[str, Any]) -> list[str] | None:
     """Which of ``archs`` still need a record for ``cell``; the first non-``None`` answer wins. The
-    built-in record store answers from ``records.jsonl`` (resume). Not called under ``--force``."""
+    built-in record store answers from ``records.jsonl`` (resume): an arch is done when an ``ok``
+    record of the same identity exists. ``identity`` holds what the cell would run with now:
+    ``method_version``, ``config_digest``, ``source_digest``, ``dataset_fingerprint`` (a record
+    that differs in any of them is another result, so the cell runs again). Not called under
+    ``--force``."""
 
 
 @hookspec

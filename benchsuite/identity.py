@@ -200,3 +200,19 @@ def method_source_digest(cls: type) -> str:
         h.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
     return h.hexdigest()[:DIGEST_CHARS]
 
+
+
+def cell_identity(method_cls: type, config_json: Mapping[str, Any], protocol: Any, cell: Any,
+                  dataset_fingerprint: str | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The identity fields of a cell's records: ``config_digest``, ``source_digest``,
+    ``method_overrides`` and the ``set_identity`` built from them (with the method version, the
+    protocol hash and the dataset fingerprint)."""
+    config = config_digest(config_json)
+    source = method_source_digest(method_cls)
+    return {
+        "config_digest": config, "source_digest": source, "method_overrides": dict(overrides) if overrides else None,
+        "set_identity": set_identity(protocol_hash=protocol.hash, method=cell.method,
+                                     method_version=str(getattr(method_cls, "version", "")), config_digest=config,
+                                     source_digest=source, dataset_fingerprint=dataset_fingerprint,
+                                     dataset=cell.dataset, ipc=cell.ipc, seed=cell.seed),
+    }

@@ -130,14 +130,10 @@ def prepare(methods: list[str], protocol: str | Protocol = "quick", *, overrides
                                 cache_dir=str(cache_dir or default_cache_dir()),
                                 overrides=dict((overrides or {}).get(name, {})), data_root=data_root,
                                 allow_download=allow_download, tag="[prepare]")
-                data = worker.dataset(task, torch_device)
-                config = method_cls.resolve_config(data.spec.name, ipc, proto, task.overrides)
-                bar = progress(f"[prepare] {name} {data.spec.name} ipc{ipc}")
-                try:
-                    built = method_cls(config).prepare(data.train, ipc, worker.context(task, data, torch_device, bar))
-                finally:
-                    getattr(bar, "close", lambda: None)()
-                done = Prepared(name, data.spec.name, ipc, built)
+                spec_name = plugins.datasets.canonical(dataset)
+                method_cls.resolve_config(spec_name, ipc, proto, task.overrides)  # a bad --set fails here
+                built = worker.prepare_isolated(task, f"[prepare] {name} {spec_name} ipc{ipc}")
+                done = Prepared(name, spec_name, ipc, built)
                 out.append(done)
                 if on_done is not None:
                     on_done(done)

@@ -87,6 +87,10 @@ class Protocol:
     description: str = ""
     train_limit_per_class: int | None = None
     source: str = ""
+    # Seconds a method may distil one cell for before it is ended and the cell becomes an error
+    # record (None: no limit). A limit decides whether a result exists, never what it is, so it
+    # is left out of the hash.
+    cell_timeout: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("datasets", "ipcs", "archs", "seeds"):
@@ -99,6 +103,9 @@ class Protocol:
         if self.train_limit_per_class is not None and self.train_limit_per_class < 1:
             raise ConfigError(f"protocol {self.name!r}: train_limit_per_class must be >= 1, "
                               f"got {self.train_limit_per_class}")
+        if self.cell_timeout is not None and not (math.isfinite(self.cell_timeout) and self.cell_timeout > 0):
+            raise ConfigError(f"protocol {self.name!r}: cell_timeout must be a number of seconds > 0, "
+                              f"got {self.cell_timeout}")
         if any(i < 1 for i in self.ipcs):
             raise ConfigError(f"protocol {self.name!r}: every IPC must be >= 1, got {list(self.ipcs)}")
         if self.budget not in ("smoke", "quick", "paper"):
@@ -129,6 +136,7 @@ class Protocol:
     def results_fields(self) -> dict[str, Any]:
         d = self.as_dict()
         d.pop("description")  # words, not a setting
+        d.pop("cell_timeout")  # whether a result exists, not what it is
         for grid_axis in ("datasets", "ipcs", "seeds", "archs"):
             d.pop(grid_axis)
         d["distill_arch"] = self.distill_arch  # the one arch that shapes every synthetic set
@@ -224,7 +232,7 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
 _TOP_LEVEL_TYPES: dict[str, tuple[type, type | None]] = {
     "name": (str, None), "description": (str, None), "budget": (str, None), "source": (str, None),
     "datasets": (list, str), "archs": (list, str), "ipcs": (list, int), "seeds": (list, int),
-    "train_limit_per_class": (int, None),
+    "train_limit_per_class": (int, None), "cell_timeout": (float, None),
 }
 
 

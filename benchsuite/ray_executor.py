@@ -146,12 +146,8 @@ def run_prepare(task: CellTask, threads: int | None = None, marker: str | None =
         if marker is not None and not Path(marker).exists():
             raise ClusterError(f"the cache folder {task.cache_dir} is not the driver's on {socket.gethostname()}: "
                                "put --cache-dir on a filesystem every node shares, or each node builds its own")
-        worker = _worker_for(task)
-        device = torch.device(task.device)
-        data = worker.dataset(task, device)
-        method_cls = worker.plugins.methods.get(task.cell.method)
-        config = method_cls.resolve_config(data.spec.name, task.cell.ipc, task.protocol, task.overrides)
-        built = method_cls(config).prepare(data.train, task.cell.ipc, worker.context(task, data, device))
+        # like a distillation, in a child process that holds the training split alone
+        built = _worker_for(task).prepare_isolated(task)
         return {"ok": True, "built": built}
     except Exception as exc:  # noqa: BLE001 - reported by the driver; the cells fail on their own
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

@@ -1,7 +1,9 @@
 """The built-in record store: a plugin on the run hooks, registered like any other.
 
 It appends and fsyncs each record as it arrives (first among the ``record_ready`` observers) and
-answers ``pending_archs`` from the file, which is what makes a rerun resume.
+answers ``pending_archs`` from the file, which is what makes a rerun resume: an architecture of a
+cell is done when the file holds an ``ok`` record of the same identity (method version, config,
+source and dataset digests), so a change of any of them runs the cell again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ class RecordStore:
             raise RecordStoreError(f"could not append a record to {self.results_dir / 'records.jsonl'}: {exc}") from exc
 
     @hookimpl
-    def pending_archs(self, cell: Any, archs: list[str], protocol_hash: str) -> list[str]:
-        done = {r.key for r in latest_records(read_records(self.results_dir, warn=False)) if r.status == "ok"}
-        return [a for a in archs if (protocol_hash, cell.method, cell.dataset, cell.ipc, a, cell.seed) not in done]
+    def pending_archs(self, cell: Any, archs: list[str], protocol_hash: str, identity: dict[str, Any]) -> list[str]:
+        done = {r.identity for r in latest_records(read_records(self.results_dir, warn=False)) if r.status == "ok"}
+        tail = tuple(identity.get(k) for k in IDENTITY_FIELDS)
+        return [a for a in archs
+                if (protocol_hash, cell.method, cell.dataset, cell.ipc, a, cell.seed, *tail) not in done]
+
+
+#: What, besides the cell, identifies a result (the order of :attr:`RunRecord.identity`'s tail).
+IDENTITY_FIELDS = ("method_version", "config_digest", "source_digest", "dataset_fingerprint")

@@ -5,7 +5,8 @@ A cell is (method, dataset, ipc, seed): the method distils once, then every prot
 evaluates the set, one record each (:mod:`benchsuite.cell`). Storing records, resuming and terminal
 output are plugins on the run hooks (:mod:`benchsuite.record_store`, :mod:`benchsuite.terminal`);
 the built-in store appends and fsyncs each record as it arrives, so killing the process loses only
-the cell in flight, and a rerun skips what already has an ``ok`` record.
+the cell in flight, and a rerun skips what already has an ``ok`` record of the same identity
+(:meth:`Runner.identity`): a change of method version, config, source or data runs the cell again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from benchsuite import preflight
-from benchsuite.cell import Cell, CellTask, CellWorker, stable_seed  # noqa: F401 - stable_seed re-exported
+from benchsuite.cell import Cell, CellTask, CellWorker, config_dict, stable_seed  # noqa: F401 - stable_seed re-exported
+from benchsuite.data import DataSources
+from benchsuite.data.loading import dataset_fingerprint
+from benchsuite.identity import cell_identity
 from benchsuite.devices import resolve_device  # noqa: F401 - re-exported
 from benchsuite.errors import ConfigError, MethodError
 from benchsuite.executors import Executor, SerialExecutor
@@ -53,6 +57,8 @@ class RunOptions:
     force: bool = False
     quiet: bool = False
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # seconds a method may distil one cell for (None: the protocol's cell_timeout, else no limit)
+    cell_timeout: float | None = None
 
 
 @dataclass
@@ -92,6 +98,8 @@ class Runner:
         self.results_dir = Path(options.results_dir)
         self.cache_dir = Path(options.cache_dir)
         self._validate()
+        self._fingerprints: dict[str, str | None] = {}
+        self._identities: dict[Cell, dict[str, Any]] = {}
         self.executor = executor or SerialExecutor(CellWorker(plugins, self._progress))
         self.device = self.executor.resolve_device(options.device)
 
@@ -112,6 +120,14 @@ class Runner:
                 self.plugins.archs.canonical(a)
         for name in self.options.method_overrides:
             self.plugins.methods.canonical(name)
+        timeout = self.options.cell_timeout
+        if timeout is not None and not (timeout > 0 and timeout != float("inf")):
+            raise ConfigError(f"--cell-timeout must be a number of seconds > 0, got {timeout}")
+
+    @property
+    def cell_timeout(self) -> float | None:
+        """The distillation time limit of every cell: ``--cell-timeout``, else the protocol's."""
+        return self.options.cell_timeout if self.options.cell_timeout is not None else self.protocol.cell_timeout
 
     def preflight(self, cells: list[Cell]) -> None:
         """Everything that can be checked before the first cell: the folders, the ``timm:``
@@ -152,6 +168,39 @@ class Runner:
             self.plugins.pm.unregister(store)
         return summary
 
+    # -- identity --------------------------------------------------------------------------
+    def _fingerprint(self, dataset: str) -> str | None:
+        """The dataset's content fingerprint, read once per run (``None`` when the data cannot be
+        read here: the cell then runs and its worker reports why)."""
+        if dataset not in self._fingerprints:
+            try:
+                name = self.plugins.datasets.canonical(dataset)
+                sources = DataSources.resolve(self.options.data_root, allow_download=self.options.allow_download)
+                self._fingerprints[dataset] = dataset_fingerprint(self.plugins.datasets.get(name), sources,
+                                                                  self.cache_dir)
+            except Exception as exc:  # noqa: BLE001 - the cell's own error record says it properly
+                log.debug("no fingerprint for %s: %s", dataset, exc)
+                self._fingerprints[dataset] = None
+        return self._fingerprints[dataset]
+
+    def identity(self, cell: Cell) -> dict[str, Any]:
+        """What the cell would run with now: method version, config and source digests, dataset
+        fingerprint, and the set identity they make (:func:`benchsuite.identity.cell_identity`)."""
+        if cell not in self._identities:
+            method_cls = self.plugins.methods.get(cell.method)
+            fingerprint = self._fingerprint(cell.dataset)
+            overrides = self.options.method_overrides.get(cell.method, {})
+            try:
+                config = method_cls.resolve_config(self.plugins.datasets.canonical(cell.dataset), cell.ipc,
+                                                   self.protocol, overrides)
+                found = cell_identity(method_cls, config_dict(config), self.protocol, cell, fingerprint, overrides)
+            except Exception as exc:  # noqa: BLE001 - the worker's error record names it
+                log.debug("no identity for %s: %s", cell.label(), exc)
+                found = {"config_digest": None, "source_digest": None, "set_identity": None}
+            self._identities[cell] = {"method_version": method_cls.version, "dataset_fingerprint": fingerprint,
+                                      **found}
+        return self._identities[cell]
+
     def _task(self, cell: Cell, archs: Iterable[str], tag: str = "") -> CellTask:
         return CellTask(
             cell=cell, archs=tuple(archs), protocol=self.protocol, results_dir=str(self.results_dir),
@@ -159,6 +208,7 @@ class Runner:
             overrides=dict(self.options.method_overrides.get(cell.method, {})), data_root=self.options.data_root,
             allow_download=self.options.allow_download, force=self.options.force,
             plugin_dirs=tuple(self.plugins.plugin_dirs), entry_points=self.plugins.entry_points, tag=tag,
+            set_identity=self.identity(cell).get("set_identity"), cell_timeout=self.cell_timeout,
         )
 
     def _claimed_tasks(self, cells: list[Cell], summary: RunSummary, leases: dict[Cell, FileLock]
@@ -210,7 +260,7 @@ class Runner:
         if self.options.force:
             return archs
         answer = self.hook.pending_archs(cell=cell, archs=archs, protocol_hash=self.protocol.hash,
-                                         results_dir=self.results_dir)
+                                         results_dir=self.results_dir, identity=self.identity(cell))
         return archs if answer is None else list(answer)
 
     def _deliver(self, record: dict[str, Any], task: CellTask, summary: RunSummary) -> None:

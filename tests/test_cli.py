@@ -44,7 +44,7 @@ def test_run_then_report_then_show(tmp_path, capsys):
     rows = list(csv.DictReader((results / "summary.csv").open()))
     assert {r["method"] for r in rows} == {"random", "kcenter", "full"}
     assert all(0 <= float(r["acc_mean"]) <= 100 for r in rows)
-    artifact = next((results / "artifacts").rglob("ipc1-seed0.pt"))
+    artifact = next((results / "artifacts").rglob("ipc1-seed0-*.pt"))
     png = tmp_path / "grid.png"
     assert run_cli("show", str(artifact), "--out", str(png)) == 0
     assert png.stat().st_size > 100 and png.read_bytes()[:4] == b"\x89PNG"

@@ -367,3 +367,33 @@ def test_cifar10_from_shared_folder(big_cache):
     again = load_dataset(entry, sources, tmp_path, CPU)
     assert again.from_cache and time.perf_counter() - start < 1.0
     assert again.test_set == data.test_set and torch.equal(again.test.images[:5], data.test.images[:5])
+
+
+def test_a_write_into_a_loaded_split_never_reaches_the_cache(tmp_path, no_debian):
+    """Cached splits are mapped copy-on-write: a method that writes into the images it was given
+    changes its own copy, not the file the next cell loads."""
+    root = tmp_path / "root"
+    _write_mnist_like(root / "MNIST" / "raw", n_train=20, n_test=10, gz=False, seed=2)
+    sources = DataSources(root=root, allow_download=False)
+    entry = builtin_entry("mnist")
+    load_dataset(entry, sources, tmp_path / "c", CPU)
+    loaded = load_dataset(entry, sources, tmp_path / "c", CPU, splits=("train",))
+    assert loaded.from_cache and loaded.test is None
+    kept = loaded.train.images.clone()
+    loaded.train.images.mul_(0)
+    again = load_dataset(entry, sources, tmp_path / "c", CPU)
+    assert torch.equal(again.train.images, kept)
+
+
+def test_the_training_split_loads_without_reading_the_test_split(tmp_path, no_debian, monkeypatch):
+    root = tmp_path / "root"
+    _write_mnist_like(root / "MNIST" / "raw", n_train=20, n_test=10, gz=False, seed=3)
+    sources = DataSources(root=root, allow_download=False)
+    entry = builtin_entry("mnist")
+    whole = load_dataset(entry, sources, tmp_path / "c", CPU)
+    opened = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda path, *a, **k: (opened.append(str(path)), real_load(path, *a, **k))[1])
+    train_only = load_dataset(entry, sources, tmp_path / "c", CPU, splits=("train",))
+    assert opened and not any("test" in Path(p).name for p in opened), opened
+    assert train_only.fingerprint == whole.fingerprint and len(whole.fingerprint) == 16

@@ -141,7 +141,7 @@ def test_a_worker_that_dies_is_retried_once_then_its_cell_is_an_error(local_ray,
     assert len(list(attempts.glob("attempt-*"))) == 2  # the first try and one retry, never more
     if status == "error":
         assert rc == 1
-        assert records["dies"]["error"]["type"] == "ClusterError"
+        assert records["dies"]["error"]["type"] == "WorkerDied"
         assert "retry" in records["dies"]["error"]["message"]
 
 
@@ -218,3 +218,39 @@ def test_a_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(ConfigError, match=r'pip install "benchsuite\[ray\]"'):
         rx.import_ray()
+
+
+SLEEPING_PLUGIN = textwrap.dedent('''
+    import time
+    from dataclasses import dataclass
+    import benchsuite
+
+    @dataclass(frozen=True)
+    class Cfg:
+        pass
+
+    class Sleeper(benchsuite.Method):
+        name = "sleeper"
+        Config = Cfg
+        def distill(self, real, ipc, ctx):
+            time.sleep(600)
+
+    @benchsuite.hookimpl
+    def register_methods(register):
+        register(Sleeper)
+''')
+
+
+def test_a_sleeping_method_is_ended_by_the_cell_timeout_on_ray(local_ray, tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "sleeper.py").write_text(SLEEPING_PLUGIN)
+    out = tmp_path / "results"
+    start = time.monotonic()
+    rc = run_cli("--plugins-dir", str(plugins), "--no-entry-points", "run", "--methods", "sleeper,random", "--protocol",
+                 "smoke", "--ipc", "1", "--results", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet",
+                 "--no-report", "--executor", "ray", "--cpus-per-cell", "1", "--cell-timeout", "4")
+    assert time.monotonic() - start < 120
+    records = {r["method"]: r for r in records_of(out)}
+    assert rc == 1 and records["random"]["status"] == "ok"
+    assert records["sleeper"]["status"] == "error" and records["sleeper"]["error"]["type"] == "CellTimeoutError"

@@ -18,6 +18,7 @@ import torch
 
 from benchsuite.api import SyntheticSet
 from benchsuite.evaluate import evaluate_synset
+from benchsuite.isolation import method_cache_dir
 from benchsuite.modeling import model_factory
 from benchsuite.plugins import bundled_module
 from benchsuite.probe import load_data
@@ -32,7 +33,7 @@ per_class = int(sys.argv[3]) if len(sys.argv) > 3 else 100
 cache = Path(os.environ.get("BENCHSUITE_CACHE", ".cache/benchsuite"))
 data, pm = load_data(dataset, cache_dir=cache, allow_download=False)
 entry = pm.datasets.get(dataset)
-store = PriorStore(cache, dataset, data.train, cfg, seed=0)
+store = PriorStore(method_cache_dir(cache), dataset, data.train, cfg, seed=0)  # where cells find it
 t0 = time.perf_counter()
 prior = store.ensure(Progress("prior"))
 print(json.dumps({"prior": prior.describe(), "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)

@@ -72,18 +72,35 @@ class RawSplits:
                 )
 
 
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex) of the contents of both splits: the same data gives the same
+        fingerprint on every machine and from every source, whatever its path or file times."""
+        h = hashlib.sha256()
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            t = getattr(self, name).contiguous()
+            h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            h.update(t.numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()[:16]
+
+
 @dataclass
 class LoadedDataset:
-    """A dataset normalised on its device, with where it came from and how long loading took."""
+    """A dataset normalised on its device, with where it came from and how long loading took.
+
+    ``test`` is ``None`` when only the training split was loaded: the process a method distils in
+    never holds the test split. ``fingerprint`` is the content digest of both splits as read
+    (:meth:`RawSplits.fingerprint`), part of every result's identity.
+    """
 
     spec: DatasetSpec
     train: LabeledData
-    test: LabeledData
+    test: LabeledData | None
     provenance: str
     test_set: str
     load_seconds: float
     from_cache: bool
     cache_path: Path | None = None
+    fingerprint: str = ""
 
 
 class SourceMiss(Exception):
