@@ -2,14 +2,22 @@
 
 A reader sees the old file or the whole new one, never a half-written one, and two writers of the
 same path (two runs sharing a results folder or a cache) cannot write into each other's temporary
-file: each gets its own from ``mkstemp``, and the last rename wins with a complete file.
+file: each creates its own under a random name (``O_EXCL``), and the last rename wins with a complete
+file.
+
+The temporary file is created with mode ``0o666`` like any file ``open()`` creates, so the kernel
+applies the process's umask (and a folder's default ACL) and a replaced file gets the permissions
+``records.jsonl`` gets from its plain ``open(..., "a")``: usually 0644. ``mkstemp`` would make every
+leaderboard, summary, site page and saved set 0600, unreadable to the rest of a team sharing the
+folder. The kernel applies the umask, so it is never read: ``os.umask`` can only read it by setting
+it, a race with other threads creating files meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,15 +32,32 @@ def replacing(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
+
+
+def _create_temporary(path: Path) -> Path:
+    """Create an empty file under a fresh random name beside ``path``; creation errors name
+    ``path`` itself, which is what the user asked to write."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), NEW_FILE_MODE)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not find a free temporary name beside {path}")
 
 
 def write_text(path: Path, text: str) -> None:

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", type=Path, default=Path("results"), help="folder with records.jsonl (default results/)")
     rep.add_argument("--out", type=Path, help="where to write leaderboard.md and summary.csv (default: --results)")
     rep.add_argument("--no-site", action="store_true", help="do not write the HTML site (site/index.html)")
+    rep.add_argument("--include-stale", action="store_true",
+                     help="rank stale records too (made by another version or source of the installed method, or "
+                          "before source digests were recorded), marked; by default they are counted and left out")
     rep.add_argument("--fidelity", action="store_true",
                      help="also write fidelity.md: every published number next to the records of the same cell in "
                           "--results and all its subfolders, with a verdict")
@@ -370,7 +373,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             reporter.detach()
     say(f"records in {args.results / 'records.jsonl'}; device {runner.device}", args.quiet)
     if not args.no_report:
-        board, _, _ = write_report(args.results)
+        board, _, _ = write_report(args.results, plugins=plugins)
         say(f"leaderboard: {board}", args.quiet)
     for line in summary.errors:
         print(f"benchsuite: failed: {line}", file=sys.stderr)
@@ -486,16 +489,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if not (args.results / "records.jsonl").exists():
         raise ConfigError(f"no records in {args.results}/records.jsonl; run `benchsuite run` first or pass --results")
-    board, summary_path, summary = write_report(args.results, args.out)
+    plugins = _plugins(args)  # records are compared with these methods (stale, not installed)
+    board, summary_path, summary = write_report(args.results, args.out, plugins=plugins,
+                                                include_stale=args.include_stale)
     print(f"wrote {board} and {summary_path} ({len(summary)} rows)")
     if args.fidelity:
         from benchsuite.fidelity import write_fidelity
 
-        print(f"wrote {write_fidelity(args.results, args.out, plugins=_plugins(args))}")
+        print(f"wrote {write_fidelity(args.results, args.out, plugins=plugins, include_stale=args.include_stale)}")
     if not args.no_site:
         from benchsuite.site import write_site
 
-        index = write_site(args.results, args.out, plugins=_plugins(args), data_root=args.data_root)
+        index = write_site(args.results, args.out, plugins=plugins, data_root=args.data_root,
+                           include_stale=args.include_stale)
         print(f"wrote {index} (open it in a browser; it needs no server)")
     return 0
 

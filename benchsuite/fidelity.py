@@ -13,6 +13,10 @@ Differences that shift a figure without changing what it measures are listed as 
 the verdict: an offline substitute test set (the CIFAR-10 copy with JPEG-degraded images), another
 evaluation recipe (epochs, augmentation), a published best-checkpoint figure against the suite's
 final-epoch one. Published cells without a suite record read "not run".
+
+Records are chosen as for the leaderboard (:mod:`benchsuite.staleness`): stale ones and those of
+methods that are not installed are left out unless ``include_stale``; a cell run with ``--set``
+overrides is paired with its method's published row and named as it ran (``dm [iterations=100]``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from benchsuite import atomic
 from benchsuite.errors import BenchsuiteError
 from benchsuite.protocol import Protocol, available_protocols, load_protocol
 from benchsuite.published import load_published
-from benchsuite.records import RunRecord, latest_records, read_records
+from benchsuite.preflight import check_writable_folder
+from benchsuite.records import RunRecord, read_record_file
 from benchsuite.report import records_frame, summarise
+from benchsuite.staleness import InstalledMethods, default_plugins, select
 
 WITHIN = 2.0  # points
 FIDELITY_FILE = "fidelity.md"
@@ -53,6 +59,7 @@ class SuiteCell:
     eval_epochs: int | None
     eval_augment: str | None
     test_set: str | None
+    name: str | None = None  # as the tables show it: with its `--set` overrides, when it had any
 
 
 @dataclass
@@ -103,24 +110,26 @@ def verdict(published: dict[str, Any], suite: SuiteCell | None, paper_iterations
     return f"gap {diff:+.1f}", reasons, caveats
 
 
-def suite_cells(results_dirs: Iterable[Path], protocols: dict[str, Protocol] | None = None
-                ) -> dict[tuple, list[SuiteCell]]:
-    """Summaries of every results folder, keyed by (method, dataset, ipc, arch)."""
+def suite_cells(results_dirs: Iterable[Path], protocols: dict[str, Protocol] | None = None, plugins: Any = None,
+                include_stale: bool = False) -> dict[tuple, list[SuiteCell]]:
+    """Summaries of every results folder, keyed by (registered method, dataset, ipc, arch)."""
     results_dirs = list(results_dirs)
     protocols = known_protocols(results_dirs) if protocols is None else protocols
+    installed = InstalledMethods(plugins if plugins is not None else default_plugins())
     out: dict[tuple, list[SuiteCell]] = {}
     for folder in results_dirs:
-        records = latest_records(read_records(Path(folder), warn=False))
-        if not records:
+        records, _ = read_record_file(Path(folder), installed.containers())
+        selection = select(records, include_stale=include_stale, installed=installed)
+        if not selection.shown:
             continue
-        extra = _recipe_facts(records, protocols)
-        summary = summarise(records_frame(records))
+        extra = _recipe_facts(selection.records, protocols)
+        summary = summarise(records_frame(selection))
         for row in summary.itertuples():
             facts = extra.get((row.protocol_hash, row.method, row.dataset, row.ipc, row.arch), {})
             cell = SuiteCell(row.protocol, row.protocol_hash, str(folder), float(row.acc_mean), float(row.ci_low),
                              float(row.ci_high), int(row.n), facts.get("iterations"), row.division,
-                             facts.get("eval_epochs"), facts.get("eval_augment"), row.test_set)
-            out.setdefault((row.method, row.dataset, int(row.ipc), row.arch), []).append(cell)
+                             facts.get("eval_epochs"), facts.get("eval_augment"), row.test_set, row.method)
+            out.setdefault((row.base_method, row.dataset, int(row.ipc), row.arch), []).append(cell)
     return out
 
 
@@ -130,7 +139,7 @@ def _recipe_facts(records: list[RunRecord], protocols: dict[str, Protocol]) -> d
         if r.status != "ok":
             continue
         iterations = (r.method_config or {}).get("iterations")
-        facts[(r.protocol_hash, r.method, r.dataset, r.ipc, r.arch)] = {
+        facts[(r.protocol_hash, r.display_name, r.dataset, r.ipc, r.arch)] = {
             "iterations": iterations if isinstance(iterations, int) else None,
             "eval_epochs": r.eval_epochs,
             "eval_augment": protocols[r.protocol_hash].eval.augment if r.protocol_hash in protocols else None,
@@ -155,9 +164,10 @@ def known_protocols(roots: Iterable[Path]) -> dict[str, Protocol]:
 
 
 def reproduction_lines(results_dirs: Iterable[Path], plugins: Any = None,
-                       published: pd.DataFrame | None = None) -> list[Line]:
+                       published: pd.DataFrame | None = None, include_stale: bool = False) -> list[Line]:
     published = load_published() if published is None else published
-    cells = suite_cells(results_dirs)
+    plugins = plugins if plugins is not None else default_plugins()
+    cells = suite_cells(results_dirs, plugins=plugins, include_stale=include_stale)
     lines = []
     for row in published.to_dict("records"):
         key = (row["method"], row["dataset"], int(row["ipc"]), row["arch"])
@@ -189,7 +199,8 @@ def fidelity_markdown(lines: list[Line]) -> str:
         rows.append({
             "method": p["method"], "dataset": p["dataset"], "IPC": p["ipc"] or "whole",
             "suite": "not run" if s is None else f"{s.mean:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}] (n={s.n})",
-            "protocol": "" if s is None else f"{s.protocol} ({s.results})",
+            "protocol": "" if s is None else f"{s.protocol} ({s.results})" + (
+                f", as {s.name}" if s.name and s.name != p["method"] else ""),
             "iterations": "" if s is None or s.iterations is None else f"{s.iterations:,}",
             "published": pub, "source": f"{p['source']} ({p['reliability']})",
             "difference": "" if ln.difference is None else f"{ln.difference:+.1f}",
@@ -298,12 +309,13 @@ FIGURES_DIR = "fidelity-curves"
 
 
 def write_fidelity(results_root: Path, out_dir: Path | None = None, plugins: Any = None,
-                   published: pd.DataFrame | None = None) -> Path:
+                   published: pd.DataFrame | None = None, include_stale: bool = False) -> Path:
     """``fidelity.md`` from every results folder under ``results_root`` (itself included), and a
     figure per convergence curve in ``fidelity-curves/`` beside it."""
     out_dir = Path(out_dir or results_root)
+    check_writable_folder(out_dir, "fidelity folder")
     folders = sorted({f.parent for f in Path(results_root).rglob("records.jsonl")})
-    lines = reproduction_lines(folders, plugins, published)
+    lines = reproduction_lines(folders, plugins, published, include_stale)
     curves = convergence_curves(lines)
     figures = {}
     for c in curves:

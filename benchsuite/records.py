@@ -20,10 +20,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from benchsuite.errors import BenchsuiteError
 from benchsuite.locks import records_lock
+from benchsuite.record_checks import record_problems
 
 log = logging.getLogger("benchsuite")
 
@@ -406,36 +407,63 @@ class SkippedLines:
     path: Path
     not_records: list[tuple[int, str]] = field(default_factory=list)
     unknown_versions: list[tuple[int, Any]] = field(default_factory=list)
+    #: records that parse but fail :mod:`benchsuite.record_checks` (an accuracy of 250, ...)
+    impossible: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.not_records) + len(self.unknown_versions) + len(self.impossible)
 
     def warn(self) -> None:
         # Once per process for the same lines: a run reads the file at start and again to report.
-        said = (str(self.path), tuple(self.not_records), tuple(map(repr, self.unknown_versions)))
+        said = (str(self.path), tuple(self.not_records), tuple(map(repr, self.unknown_versions)),
+                tuple(self.impossible))
         if said in _ALREADY_WARNED:
             return
         _ALREADY_WARNED.add(said)
         if self.not_records:
-            detail = "; ".join(f"line {n}: {why}" for n, why in self.not_records[:10])
-            more = f"; and {len(self.not_records) - 10} more" if len(self.not_records) > 10 else ""
-            log.warning("%s: skipped %d line(s) that are not run records (%s%s); the file is left as it is",
-                        self.path, len(self.not_records), detail, more)
+            log.warning("%s: skipped %d line(s) that are not run records (%s); the file is left as it is",
+                        self.path, len(self.not_records), _lines(self.not_records))
         if self.unknown_versions:
             detail = "; ".join(f"line {n}: schema_version {v!r}" for n, v in self.unknown_versions[:10])
             log.warning("%s: skipped %d record(s) of a schema this suite does not know (%s); it reads "
                         "schema_version 1 to %d: upgrade benchsuite to rank them", self.path,
                         len(self.unknown_versions), detail, SCHEMA_VERSION)
+        if self.impossible:
+            log.warning("%s: left out %d record(s) whose numbers no run can produce (%s); they are not ranked "
+                        "and their cells run again; the file is left as it is", self.path,
+                        len(self.impossible), _lines(self.impossible))
 
 
-def read_records(results_dir: Path, warn: bool = True) -> list[RunRecord]:
+def _lines(found: list[tuple[int, str]], most: int = 10) -> str:
+    detail = "; ".join(f"line {n}: {why}" for n, why in found[:most])
+    return detail + (f"; and {len(found) - most} more" if len(found) > most else "")
+
+
+def read_records(results_dir: Path, warn: bool = True, containers: Mapping[str, bool] | None = None
+                 ) -> list[RunRecord]:
     """All usable records in file order, migrated to the current version.
 
     Lines that are not UTF-8, not JSON, or not a record object (a torn last line among them) are
-    skipped, and so are records of a ``schema_version`` no migration reaches; with ``warn`` each
-    kind is reported once per file, with line numbers. The file is never rewritten.
+    skipped, and so are records of a ``schema_version`` no migration reaches and records that fail
+    the checks of :mod:`benchsuite.record_checks` (``containers``: installed method names and
+    whether each is a container, when the caller knows them); with ``warn`` each kind is reported
+    once per file, with line numbers. The file is never rewritten.
     """
+    records, skipped = read_record_file(results_dir, containers)
+    if warn:
+        skipped.warn()
+    return records
+
+
+def read_record_file(results_dir: Path, containers: Mapping[str, bool] | None = None
+                     ) -> tuple[list[RunRecord], SkippedLines]:
+    """:func:`read_records` without the warning: the records and the lines it left out."""
     path = Path(results_dir) / RECORDS_FILE
+    records: list[RunRecord] = []
+    skipped = SkippedLines(path)
     if not path.exists():
-        return []
-    records, skipped = [], SkippedLines(path)
+        return records, skipped
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -456,12 +484,16 @@ def read_records(results_dir: Path, warn: bool = True) -> list[RunRecord]:
                 skipped.unknown_versions.append((number, obj.get("schema_version")))
                 continue
             try:
-                records.append(RunRecord.from_json(obj))
+                record = RunRecord.from_json(obj)
             except RecordFormatError as exc:
                 skipped.not_records.append((number, str(exc)))
-    if warn:
-        skipped.warn()
-    return records
+                continue
+            problems = record_problems(record, containers)
+            if problems:
+                skipped.impossible.append((number, "; ".join(problems)))
+                continue
+            records.append(record)
+    return records, skipped
 
 
 def latest_records(records: list[RunRecord]) -> list[RunRecord]:

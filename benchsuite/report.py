@@ -3,10 +3,17 @@
 Results of different protocols (by hash) are never ranked together: each protocol gets its own
 section. Within a protocol a method's score in a (dataset, IPC) column pools the per-model test
 accuracies of all its distillation seeds on the protocol's distillation architecture.
+
+The tables read :attr:`benchsuite.staleness.Selection.shown`: records the installed methods would
+still produce, one per cell and display name (a cell run with ``--set`` overrides is a row of its
+own, ``dm [iterations=50]``). Stale records and records of methods that are not installed are
+counted and named, not ranked; records that fail the checks made when reading are left out with
+their line numbers.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -15,22 +22,31 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchsuite import atomic
-from benchsuite.records import RunRecord, latest_records, read_records
+from benchsuite.preflight import check_writable_folder
+from benchsuite.records import SkippedLines, read_record_file
+from benchsuite.staleness import STALE_MARK, InstalledMethods, Selection, default_plugins, select
 from benchsuite.stats import RANK_TEST, cell_stats, rank_groups, welch_greater
+
+log = logging.getLogger("benchsuite")
 
 LEADERBOARD_FILE = "leaderboard.md"
 SUMMARY_FILE = "summary.csv"
 BASELINE = "random"  # "beats random": every method's cell against this one's
 
 
-def records_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per latest record, with the fields the tables need."""
+def records_frame(selection: Selection) -> pd.DataFrame:
+    """One row per record the tables use, with the fields they need. ``method`` is the name the
+    tables show (with ``--set`` overrides: ``dm [iterations=50]``), ``base_method`` the registered
+    one, ``stale`` why the record is stale when ``--include-stale`` kept it (else empty)."""
     rows = []
-    for r in latest_records(records):
+    for entry in selection.shown:
+        r = entry.record
         rows.append({
             "protocol": r.protocol,
             "protocol_hash": r.protocol_hash,
-            "method": r.method,
+            "method": r.display_name,
+            "base_method": r.method,
+            "stale": entry.stale or "",
             "dataset": r.dataset,
             "test_set": r.test_set,
             "ipc": r.ipc,
@@ -73,7 +89,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (protocol, dataset, ipc, arch, method): pooled accuracy and mean costs."""
     ok = df[df["status"] == "ok"]
     if ok.empty:
-        return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "acc_mean",
+        return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "base_method",
+                                     "stale", "acc_mean",
                                      "acc_std", "n", "seeds", "ci_low", "ci_high", "ci_unit", "var_seed",
                                      "var_model", "rank", "p_vs_random", "distill_seconds", "distill_peak_memory_bytes",
                                      "eval_seconds", "storage_bytes", "division", "test_set", "machine"])
@@ -85,6 +102,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         st = cell_stats(by_seed)
         cells[key] = st
         out.append(dict(zip(keys, key)) | {
+            "base_method": g["base_method"].iloc[0],
+            "stale": "; ".join(sorted({s for s in g["stale"] if s})),
             "acc_mean": round(mean, 2), "acc_std": round(std, 2), "n": n, "seeds": int(g["seed"].nunique()),
             "ci_low": round(st.ci_low, 2), "ci_high": round(st.ci_high, 2), "ci_unit": st.unit,
             "var_seed": None if st.var_seed is None else round(st.var_seed, 3),
@@ -245,17 +264,29 @@ def _variance_components(main: pd.DataFrame) -> list[str]:
 
 
 def _machine_marks(ps: pd.DataFrame) -> tuple[str, Callable[[pd.Series], str]]:
-    """The machine most of a protocol's cells ran on, and a function that marks a cell from another."""
+    """The machine most of a protocol's cells ran on, and a function that marks a cell from another
+    machine (†) and a stale one (‡, kept by ``--include-stale``)."""
     usual = ps["machine"].value_counts().idxmax() if not ps.empty else ""
-    return usual, lambda h: "" if h["machine"] == usual else " †"
+    return usual, lambda h: ("" if h["machine"] == usual else " †") + (f" {STALE_MARK}" if h.get("stale") else "")
 
 
-def write_report(results_dir: Path, out_dir: Path | None = None) -> tuple[Path, Path, pd.DataFrame]:
-    """Write ``leaderboard.md`` and ``summary.csv`` from the records in ``results_dir``."""
-    records = read_records(results_dir)
-    out_dir = out_dir or results_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df = records_frame(records)
+def write_report(results_dir: Path, out_dir: Path | None = None, *, plugins: Any = None,
+                 include_stale: bool = False) -> tuple[Path, Path, pd.DataFrame]:
+    """Write ``leaderboard.md`` and ``summary.csv`` from the records in ``results_dir``.
+
+    ``plugins`` is the installed plugin set records are compared with (default: the one
+    ``benchsuite`` loads); ``include_stale`` ranks stale records too, marked. A folder that cannot
+    be written is a :class:`~benchsuite.errors.ConfigError` naming it, raised before anything is
+    read or logged.
+    """
+    out_dir = Path(out_dir or results_dir)
+    check_writable_folder(out_dir, "report folder")
+    installed = InstalledMethods(plugins if plugins is not None else default_plugins())
+    records, skipped = read_record_file(results_dir, installed.containers())
+    skipped.warn()
+    selection = select(records, include_stale=include_stale, installed=installed)
+    _warn_left_out(results_dir, selection)
+    df = records_frame(selection)
     summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
     distill_archs = {r.protocol_hash: r.distill_arch for r in records if r.distill_arch}
     summary_path = out_dir / SUMMARY_FILE
@@ -264,10 +295,12 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> tuple[Path, 
 
     parts = ["# Leaderboard", "", f"Generated by `benchsuite report` from {len(records)} records in "
              f"`{results_dir}`. Every table is derived from the records; protocols are never ranked together.", ""]
+    parts += [line + "\n" for line in left_out_lines(selection, skipped)]
     if summary.empty:
-        parts.append("No successful records yet.")
+        parts.append("No successful records to rank.")
     else:
         parts += leaderboard_tables(summary, distill_archs)
+    parts += not_installed_lines(selection)
     errors = df[df["status"] == "error"] if not df.empty else df
     if not errors.empty:
         rows = [{"protocol": e.protocol, "method": e.method, "dataset": e.dataset, "IPC": e.ipc, "arch": e.arch,
@@ -276,3 +309,39 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> tuple[Path, 
     board_path = out_dir / LEADERBOARD_FILE
     atomic.write_text(board_path, "\n".join(parts) + "\n")
     return board_path, summary_path, summary
+
+
+def left_out_lines(selection: Selection, skipped: SkippedLines | None = None) -> list[str]:
+    """Paragraphs saying what the tables leave out or mark, and why."""
+    lines = []
+    if skipped is not None and skipped.impossible:
+        found = skipped.impossible
+        detail = "; ".join(f"line {n}: {why}" for n, why in found[:5]) + ("; ..." if len(found) > 5 else "")
+        lines.append(f"Left out as impossible: {len(found)} record{'s' if len(found) != 1 else ''} of "
+                     f"`{skipped.path.name}` ({detail}). No run produces such numbers; the next `benchsuite run` "
+                     "runs their cells again.")
+    for text in (selection.left_out_text(), selection.kept_stale_text()):
+        if text:
+            lines.append(text)
+    return lines
+
+
+def not_installed_lines(selection: Selection) -> list[str]:
+    """The section listing records of methods the plugin set does not have (never ranked)."""
+    found = selection.not_installed_summary()
+    if not found:
+        return []
+    rows = [{"method": m, "records": n, "of which failed": e} for m, n, e in found]
+    return ["## Not installed", "", "Records of methods that are not installed: nothing installed can reproduce them, "
+            "so they are not ranked. Install the plugin (or pass `--plugins-dir`) to rank them.", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _warn_left_out(results_dir: Path, selection: Selection) -> None:
+    text = selection.left_out_text()
+    if text:
+        log.warning("%s: %s", Path(results_dir) / "records.jsonl", text)
+    found = selection.not_installed_summary()
+    if found:
+        log.warning("%s: not ranked, as their methods are not installed: %s", Path(results_dir) / "records.jsonl",
+                    ", ".join(f"{n} record{'s' if n != 1 else ''} of {m}" for m, n, _ in found))

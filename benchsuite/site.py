@@ -25,8 +25,11 @@ from benchsuite import atomic, site_plots
 from benchsuite.api import SyntheticSet
 from benchsuite.errors import ArtifactError
 from benchsuite.pictures import Renderer
-from benchsuite.records import RunRecord, latest_records, read_records
-from benchsuite.report import machine_label, records_frame, summarise
+from benchsuite.identity import digest_of
+from benchsuite.records import RunRecord, read_record_file
+from benchsuite.report import left_out_lines, machine_label, records_frame, summarise
+from benchsuite.preflight import check_writable_folder
+from benchsuite.staleness import STALE_MARK, InstalledMethods, Selection, default_plugins, select
 from benchsuite.stats import RANK_TEST
 
 log = logging.getLogger("benchsuite")
@@ -125,19 +128,23 @@ def _sidecar_note(path: Path) -> str:
 
 class SiteBuilder:
     def __init__(self, results_dir: Path, out_dir: Path, plugins: Any, data_root: str | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, include_stale: bool = False) -> None:
         self.results_dir = Path(results_dir)
         self.out = Path(out_dir)
+        self.plugins = plugins
+        self.include_stale = include_stale
         self.renderer = Renderer(plugins, data_root, cache_dir)
         self.pictures: dict[tuple, dict[str, str]] = {}
 
     # -- pictures of the saved sets ---------------------------------------------------------
     def picture(self, r: RunRecord) -> dict[str, str]:
         """Paths (relative to the page) of the cell's full grid and thumbnail, and a note."""
-        key = (r.protocol_hash, r.dataset, r.method, r.ipc, r.seed)
+        key = (r.protocol_hash, r.dataset, r.display_name, r.ipc, r.seed)
         if key in self.pictures:
             return self.pictures[key]
-        stem = Path("img") / r.protocol_hash / r.dataset / f"{r.method}-ipc{r.ipc}-seed{r.seed}"
+        # a cell run with overrides saved another set than the plain method's: its own picture
+        name = r.method if not r.method_overrides else f"{r.method}-set-{digest_of(r.method_overrides)[:8]}"
+        stem = Path("img") / r.protocol_hash / r.dataset / f"{name}-ipc{r.ipc}-seed{r.seed}"
         full, thumb = self.out / f"{stem}.png", self.out / f"{stem}-thumb.png"
         found: dict[str, str] = {}
         artifact = self._artifact_path(r)
@@ -184,22 +191,27 @@ class SiteBuilder:
 
     # -- the page ----------------------------------------------------------------------------
     def build(self) -> Path:
-        records = latest_records(read_records(self.results_dir, warn=False))
-        df = records_frame(records)
+        installed = InstalledMethods(self.plugins)
+        # `benchsuite report` has warned about the lines it leaves out already: not again here
+        records, skipped = read_record_file(self.results_dir, installed.containers())
+        selection = select(records, include_stale=self.include_stale, installed=installed)
+        df = records_frame(selection)
         summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
         body = [f"<h1>Leaderboard</h1><p class=note>Built by <code>benchsuite report</code> from {len(records)} "
                 f"records in <code>{_e(self.results_dir)}</code>. Accuracy: final-epoch test accuracy (%), mean "
                 "over all evaluation models of all distillation seeds, with its 95% confidence interval; "
                 f"<b>#k</b> is the rank group: {_e(RANK_TEST)}. Methods sharing a rank are not significantly "
                 "apart. Click a column to sort, a picture to enlarge it.</p>"]
+        body += [f"<p class=note>{_e(line)}</p>" for line in left_out_lines(selection, skipped)]
         if not records:
             body.append("<p>No records yet.</p>")
         by_protocol: dict[str, list[RunRecord]] = {}
-        for r in records:
+        for r in [*selection.records, *(e.record for e in selection.stale_left_out)]:
             by_protocol.setdefault(r.protocol_hash, []).append(r)
         for phash, rs in sorted(by_protocol.items(), key=lambda kv: (kv[1][0].protocol or "", kv[0])):
             body += self.protocol_section(phash, rs, summary[summary["protocol_hash"] == phash]
-                                          if not summary.empty else summary)
+                                          if not summary.empty else summary, selection)
+        body += self.not_installed_section(selection)
         page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>benchsuite leaderboard</title>"
                 "<link rel=icon href='data:,'>"
                 f"<style>{CSS}</style></head><body>" + "\n".join(body) + f"<script>{SORT_JS}</script></body></html>\n")
@@ -207,14 +219,18 @@ class SiteBuilder:
         atomic.write_text(index, page)
         return index
 
-    def protocol_section(self, phash: str, rs: list[RunRecord], summary: pd.DataFrame) -> list[str]:
+    def protocol_section(self, phash: str, rs: list[RunRecord], summary: pd.DataFrame,
+                         selection: Selection) -> list[str]:
+        """The protocol's leaderboards (ranked records only) and its table of every cell (stale
+        ones too, marked: the table is where a reader finds what the ranking left out)."""
         first = rs[0]
+        ranked = [e.record for e in selection.shown if e.record.protocol_hash == phash]
         distill_arch = next((r.distill_arch for r in rs if r.distill_arch), first.arch)
         out = [f"<h2>Protocol <code>{_e(first.protocol)}</code> (hash <code>{_e(phash)}</code>)</h2>",
                f"<p class=note>Distilled and ranked on <code>{_e(distill_arch)}</code>; machines: "
                f"{_e('; '.join(sorted({machine_label(r.machine) for r in rs})))}.</p>"]
-        for dataset in sorted({r.dataset for r in rs}):
-            drs = [r for r in rs if r.dataset == dataset]
+        for dataset in sorted({r.dataset for r in ranked}):
+            drs = [r for r in ranked if r.dataset == dataset]
             ds = summary[summary["dataset"] == dataset] if not summary.empty else summary
             out.append(f"<h3>{_e(dataset)}</h3>")
             test_sets = {r.test_set for r in drs if r.test_set and r.test_set != "official"}
@@ -223,21 +239,31 @@ class SiteBuilder:
             out.append(self.leaderboard(drs, ds, distill_arch))
             out.append(self.plots(phash, dataset, ds, distill_arch))
         out.append("<h3>Every cell</h3>")
-        out.append(self.cells_table(rs))
+        notes = {id(e.record): f"stale {STALE_MARK}: {e.stale}" for e in selection.shown if e.stale}
+        notes |= {id(e.record): f"stale {STALE_MARK}: {e.stale}; not ranked" for e in selection.stale_left_out}
+        out.append(self.cells_table([(r, notes.get(id(r))) for r in rs]))
         return out
+
+    def not_installed_section(self, selection: Selection) -> list[str]:
+        if not selection.not_installed:
+            return []
+        return ["<h2>Not installed</h2><p class=note>Records of methods that are not installed: nothing installed "
+                "can reproduce them, so they are not ranked. Install the plugin (or pass <code>--plugins-dir</code>) "
+                "to rank them.</p>",
+                self.cells_table([(r, "not installed") for r in selection.not_installed])]
 
     def leaderboard(self, rs: list[RunRecord], summary: pd.DataFrame, distill_arch: str) -> str:
         main = summary[summary["arch"] == distill_arch] if not summary.empty else summary
         ipcs = sorted({r.ipc for r in rs if r.ipc})
-        methods = sorted({r.method for r in rs})
+        methods = sorted({r.display_name for r in rs})
         head = "<tr><th>method</th>" + "".join(f"<th>IPC {i}</th>" for i in ipcs) + "<th>mean rank</th></tr>"
         rows = []
         for m in methods:
             cells, ranks = [], []
             for i in ipcs:
-                ipc = 0 if all(r.ipc == 0 for r in rs if r.method == m) else i
+                ipc = 0 if all(r.ipc == 0 for r in rs if r.display_name == m) else i
                 hit = main[(main["method"] == m) & (main["ipc"] == ipc)] if not main.empty else main
-                recs = [r for r in rs if r.method == m and r.ipc == ipc and r.arch == distill_arch]
+                recs = [r for r in rs if r.display_name == m and r.ipc == ipc and r.arch == distill_arch]
                 cells.append(self._leader_cell(hit.iloc[0] if not hit.empty else None, recs, bound=ipc == 0))
                 if not hit.empty and ipc:
                     ranks.append(int(hit.iloc[0]["rank"]))
@@ -259,7 +285,8 @@ class SiteBuilder:
                 return f"<td class=err data-sort='-1'>error: {_e(e.type)}<div class=ci>{_e(e.message[:160])}</div></td>"
             return "<td data-sort='-1'>-</td>"
         rank = "" if bound else f" <span class=rank>#{int(h['rank'])}</span>"
-        return (f"<td class=num data-sort='{h.acc_mean}'>{h.acc_mean:.2f}{rank}<div class=ci>[{h.ci_low:.2f}, "
+        stale = f" <span title='{_e('stale: ' + h['stale'])}'>{STALE_MARK}</span>" if h.get("stale") else ""
+        return (f"<td class=num data-sort='{h.acc_mean}'>{h.acc_mean:.2f}{rank}{stale}<div class=ci>[{h.ci_low:.2f}, "
                 f"{h.ci_high:.2f}] n={int(h.n)}</div>{thumb}</td>")
 
     def plots(self, phash: str, dataset: str, summary: pd.DataFrame, distill_arch: str) -> str:
@@ -282,18 +309,22 @@ class SiteBuilder:
                   f"alt='{_e(p.stem)}'></a>" for p in made if p is not None]
         return f"<div class=plots>{''.join(images)}</div>" if images else ""
 
-    def cells_table(self, rs: list[RunRecord]) -> str:
+    def cells_table(self, rows_in: list[tuple[RunRecord, str | None]]) -> str:
+        """One row per record; the note (stale, not installed) goes under its status."""
         head = ("<tr><th>method</th><th>dataset</th><th>IPC</th><th>arch</th><th>seed</th><th>status</th>"
                 "<th>accuracy</th><th>distill s</th><th>eval s</th><th>storage B</th><th>commit</th>"
                 "<th>details</th></tr>")
         rows = []
-        for r in sorted(rs, key=lambda r: (r.dataset, r.ipc, r.method, r.arch, r.seed)):
+        for r, note in sorted(rows_in, key=lambda rn: (rn[0].dataset, rn[0].ipc, rn[0].display_name, rn[0].arch,
+                                                       rn[0].seed)):
             acc = r.accuracy.mean if r.accuracy and r.accuracy.mean is not None else None
-            status = (f"<td class=err data-sort='error'>{_e(r.error.type)}: {_e(r.error.message[:200])}</td>"
-                      if r.status == "error" else "<td data-sort='ok'>ok</td>")
+            said = f"<div class=ci>{_e(note)}</div>" if note else ""
+            status = (f"<td class=err data-sort='error'>{_e(r.error.type)}: {_e(r.error.message[:200])}{said}</td>"
+                      if r.status == "error" else f"<td data-sort='ok'>ok{said}</td>")
             details = {
                 "protocol": r.protocol, "protocol_hash": r.protocol_hash, "commit": r.commit,
                 "code_digest": r.code_digest, "machine": r.machine, "method_version": r.method_version,
+                "source_digest": r.source_digest, "method_overrides": r.method_overrides,
                 # the config's `source` string is where its values come from; old records name
                 # documents that are not shipped, and each method's docs page holds the sources
                 "method_config": {k: v for k, v in (r.method_config or {}).items() if k != "source"}, "division": r.division, "eval_epochs": r.eval_epochs,
@@ -309,7 +340,7 @@ class SiteBuilder:
             if r.status == "error" and r.error and r.error.traceback:
                 extra += f"<pre>{_e(r.error.traceback[-1500:])}</pre>"
             rows.append(
-                f"<tr><td data-sort='{_e(r.method)}'>{_e(r.method)}</td><td>{_e(r.dataset)}</td>"
+                f"<tr><td data-sort='{_e(r.display_name)}'>{_e(r.display_name)}</td><td>{_e(r.dataset)}</td>"
                 f"<td class=num data-sort='{r.ipc}'>{r.ipc}</td><td>{_e(r.arch)}</td>"
                 f"<td class=num data-sort='{r.seed}'>{r.seed}</td>{status}"
                 f"<td class=num data-sort='{_num(acc)}'>{'' if acc is None else f'{acc:.2f}'}</td>"
@@ -324,11 +355,12 @@ class SiteBuilder:
 
 
 def write_site(results_dir: Path, out_dir: Path | None = None, *, plugins: Any = None, data_root: str | None = None,
-               cache_dir: Path | None = None) -> Path:
-    """Write ``<out_dir or results_dir>/site/index.html`` and its pictures and plots."""
+               cache_dir: Path | None = None, include_stale: bool = False) -> Path:
+    """Write ``<out_dir or results_dir>/site/index.html`` and its pictures and plots; records are
+    compared with ``plugins`` (default: the plugin set ``benchsuite`` loads) as in
+    :func:`benchsuite.report.write_report`."""
     if plugins is None:
-        from benchsuite.plugins import get_plugin_manager
-
-        plugins = get_plugin_manager()
+        plugins = default_plugins()
     base = Path(out_dir or results_dir)
-    return SiteBuilder(Path(results_dir), base / SITE_DIR, plugins, data_root, cache_dir).build()
+    check_writable_folder(base / SITE_DIR, "site folder")
+    return SiteBuilder(Path(results_dir), base / SITE_DIR, plugins, data_root, cache_dir, include_stale).build()

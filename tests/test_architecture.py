@@ -12,13 +12,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "benchsuite"
 LAYERS = [
     ("foundations", ["errors", "hookspecs", "registry", "atomic", "locks", "progress", "bundled"]),
     ("types and data", ["api", "protocol", "protocols", "data", "archs", "modeling", "measure", "provenance",
-                        "devices", "published"]),
+                        "devices", "published", "identity"]),
     ("building blocks", ["ops", "training", "compiled_inference", "stats"]),
     ("evaluator and contract", ["evaluate", "contract"]),
-    ("records", ["records", "record_schema"]),
+    ("records", ["records", "record_schema", "record_checks"]),
     ("plugins", ["plugins", "builtin", "record_store", "terminal"]),
-    ("cells", ["cell", "preflight", "executors", "ray_executor"]),
-    ("driving", ["runner", "probe", "report", "plan", "pictures", "site", "site_plots", "fidelity"]),
+    ("cells", ["cell", "isolation", "isolation_child", "preflight", "executors", "ray_executor"]),
+    ("driving", ["runner", "probe", "report", "plan", "pictures", "site", "site_plots", "fidelity",
+                 "staleness"]),
     ("interface", ["cli", "__main__"]),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}

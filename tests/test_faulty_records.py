@@ -22,12 +22,15 @@ from benchsuite.records import SCHEMA_VERSION, append_record, read_records
 from benchsuite.report import write_report
 from benchsuite.runner import RunOptions, Runner
 from conftest import run_cli
+from installed import current
 
 
 def record(method="random", ipc=1, **changes):
     r = {"schema_version": 1, "protocol": "smoke", "protocol_hash": "h", "method": method, "dataset": "synthetic",
          "ipc": ipc, "arch": "convnet-w32", "distill_arch": "convnet-w32", "seed": 0, "status": "ok",
          "accuracy": {"mean": 50.0, "std": 0.0, "n": 1, "values": [50.0]}}
+    if method in ("dm", "random"):  # the reports rank them: as the installed methods make them
+        r = current(r)
     return r | changes
 
 

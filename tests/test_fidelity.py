@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from installed import current
 
 from benchsuite.fidelity import SuiteCell, fidelity_markdown, reproduction_lines, verdict
 from benchsuite.published import COLUMNS, load_published
@@ -58,8 +59,9 @@ def write_records(folder, protocol, records):
 
 
 def record(method, dataset, ipc, accs, protocol="quick", protocol_hash="qh", iterations=100):
-    facts = {"protocol": protocol, "protocol_hash": protocol_hash, "method": method, "dataset": dataset, "ipc": ipc,
-             "seed": 0, "method_config": {"iterations": iterations}, "division": "closed", "test_set": "official"}
+    facts = current({"protocol": protocol, "protocol_hash": protocol_hash, "method": method, "dataset": dataset,
+                     "ipc": ipc, "seed": 0, "method_config": {"iterations": iterations}, "division": "closed",
+                     "test_set": "official"})
     return RunRecord.ok(facts, arch="convnet", accuracies=accs, eval_epochs=300).to_json()
 
 

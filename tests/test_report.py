@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from installed import current
+
 from benchsuite.report import machine_label, write_report
 
 CPU = {"device": "cpu", "device_name": "x86_64", "cpu_count": 2, "torch": "2.14.1"}
@@ -11,11 +13,11 @@ GPU = {"device": "cuda", "device_name": "NVIDIA H100", "cpu_count": 16, "torch":
 
 
 def record(method, arch, values, machine=CPU, protocol_hash="aaaa", ipc=1):
-    return {"schema_version": 1, "protocol": "quick", "protocol_hash": protocol_hash, "method": method,
+    return current({"schema_version": 1, "protocol": "quick", "protocol_hash": protocol_hash, "method": method,
             "dataset": "fashionmnist",
             "test_set": "official", "ipc": ipc, "arch": arch, "distill_arch": "convnet", "seed": 0,
             "status": "ok", "accuracy": {"values": values}, "distill_seconds": 1.0, "eval_seconds": 2.0,
-            "storage_bytes": 100, "division": "closed", "machine": machine}
+            "storage_bytes": 100, "division": "closed", "machine": machine})
 
 
 def write(tmp_path, records):

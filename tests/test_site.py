@@ -26,14 +26,17 @@ def site(serial_smoke_results, tmp_path_factory):
     # as if the sweep had run here: the records name the saved sets in this folder
     records = results / "records.jsonl"
     records.write_text(records.read_text().replace(str(serial_smoke_results), str(results)))
-    # one failed cell, which the site must show instead of dropping it
-    bad = json.loads((results / "records.jsonl").read_text().splitlines()[0])
-    bad.update(method="broken-method", status="error", error={"type": "MethodError", "message": "it broke on purpose",
-                                                                "traceback": "Traceback ...", "expected": True})
-    for field in ("accuracy", "artifact", "eval_seconds", "eval_train_seconds", "eval_test_seconds"):
+    # one failed cell of an installed method (at an IPC the sweep did not run), which the site must
+    # show instead of dropping it, and one record of a method that is not installed
+    first = json.loads((results / "records.jsonl").read_text().splitlines()[0])
+    bad = first | {"ipc": 7, "status": "error", "error": {"type": "MethodError", "message": "it broke on purpose",
+                                                          "traceback": "Traceback ...", "expected": True}}
+    for field in ("accuracy", "artifact", "eval_seconds", "eval_train_seconds", "eval_test_seconds",
+                  "images_per_class", "num_images"):
         bad.pop(field, None)
+    gone = {k: v for k, v in first.items() if k != "artifact"} | {"method": "gone-method"}
     with open(results / "records.jsonl", "a") as fh:
-        fh.write(json.dumps(bad) + "\n")
+        fh.write(json.dumps(bad) + "\n" + json.dumps(gone) + "\n")
     assert run_cli("--no-entry-points", "report", "--results", str(results)) == 0
     return results
 
@@ -46,6 +49,8 @@ def test_the_site_shows_every_record_and_every_picture_exists(site):
     rows = re.findall(r"<tr><td data-sort='([^']+)'>[^<]+</td><td>([^<]+)</td><td class=num data-sort='(\d+)'>", page)
     assert sorted((m, int(i)) for m, _, i in rows) == sorted((r.method, r.ipc) for r in records)
     assert "error: MethodError" in page and "it broke on purpose" in page
+    not_installed = page.split("<h2>Not installed</h2>")[1]
+    assert "gone-method" in not_installed and "gone-method" not in page.split("<h2>Not installed</h2>")[0]
     sources = [html.unescape(s) for s in re.findall(r"(?:src|href)='([^']+)'", page) if not s.startswith("data:")]
     assert sources and all((index.parent / s).exists() for s in sources), [s for s in sources
                                                                                if not (index.parent / s).exists()]

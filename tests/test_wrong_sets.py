@@ -118,7 +118,7 @@ def test_sets_that_break_the_contract_become_error_records_and_are_never_ranked(
     assert saved == {"honest"}, "a set that breaks the contract is never saved"
     from benchsuite.report import write_report
 
-    board = write_report(tmp_path / "results")[0].read_text()
+    board = write_report(tmp_path / "results", plugins=plugins)[0].read_text()
     ranking = board.split("### Efficiency")[0]
     assert "honest" in ranking and not any(m in ranking for m in RULES)
     assert all(m in board.split("## Failed cells")[1] for m in RULES)
