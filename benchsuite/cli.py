@@ -75,6 +75,16 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _key_values(items: Sequence[str], what: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -110,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="dataset folder (default $BENCHSUITE_DATA): torchvision layout or the npz layout of shared/data")
     run.add_argument("--no-download", action="store_true", help="never try torchvision downloads")
     run.add_argument("--force", action="store_true", help="rerun cells that already have records")
+    run.add_argument("--cell-timeout", type=_seconds, metavar="SECONDS",
+                     help="end a method that distils one cell for longer (an error record; a rerun tries again); "
+                          "default: the protocol's cell_timeout, else no limit")
     run.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override a method hyperparameter, e.g. dm.iterations=100 (repeatable)")
     run.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
@@ -343,6 +356,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         quiet=args.quiet,
         method_overrides=_coerce_overrides(plugins, protocol, _method_overrides(args.set)),
+        cell_timeout=args.cell_timeout,
     )
     executor = None
     if args.executor == "ray":

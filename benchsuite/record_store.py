@@ -9,7 +9,7 @@ source and dataset digests), so a change of any of them runs the cell again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from benchsuite.errors import BenchsuiteError
 from benchsuite.hookspecs import hookimpl
@@ -23,8 +23,10 @@ class RecordStoreError(BenchsuiteError):
 class RecordStore:
     """Appends records to ``<results>/records.jsonl``; answers which archs a cell still needs."""
 
-    def __init__(self, results_dir: Path) -> None:
+    def __init__(self, results_dir: Path, containers: Mapping[str, bool] | None = None) -> None:
         self.results_dir = Path(results_dir)
+        # which installed methods are containers: the per-class check of a record depends on it
+        self.containers = dict(containers) if containers is not None else None
 
     @hookimpl(tryfirst=True)
     def record_ready(self, record: dict[str, Any]) -> None:
@@ -35,7 +37,8 @@ class RecordStore:
 
     @hookimpl
     def pending_archs(self, cell: Any, archs: list[str], protocol_hash: str, identity: dict[str, Any]) -> list[str]:
-        done = {r.identity for r in latest_records(read_records(self.results_dir, warn=False)) if r.status == "ok"}
+        records = read_records(self.results_dir, warn=False, containers=self.containers)
+        done = {r.identity for r in latest_records(records) if r.status == "ok"}
         tail = tuple(identity.get(k) for k in IDENTITY_FIELDS)
         return [a for a in archs
                 if (protocol_hash, cell.method, cell.dataset, cell.ipc, a, cell.seed, *tail) not in done]

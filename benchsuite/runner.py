@@ -148,11 +148,12 @@ class Runner:
         cells = plan(self.protocol, methods, independent)
         summary.cells = len(cells)
         self.preflight(cells)
-        store = RecordStore(self.results_dir)
+        store = RecordStore(self.results_dir, {name: bool(getattr(cls, "container", False))
+                                               for name, cls in self.plugins.methods.items()})
         self.plugins.pm.register(store, name="benchsuite.record-store")
         leases: dict[Cell, FileLock] = {}
         try:
-            read_records(self.results_dir)  # once with warnings; later reads are quiet
+            read_records(self.results_dir, containers=store.containers)  # once with warnings; later reads are quiet
             self.hook.run_started(protocol=self.protocol, cells=cells, results_dir=self.results_dir)
             for output in self.executor.map(self._claimed_tasks(cells, summary, leases)):
                 for record in output.records:

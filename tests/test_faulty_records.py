@@ -106,13 +106,13 @@ def _runner(tmp_path, **opts):
 
 def test_a_corrupt_saved_set_is_moved_aside_and_distilled_again(tmp_path):
     _runner(tmp_path).run(["herding"])
-    [artifact] = (tmp_path / "results" / "artifacts").rglob("ipc1-seed0.pt")
+    [artifact] = (tmp_path / "results" / "artifacts").rglob("ipc1-seed0-*.pt")
     good = SyntheticSet.load(artifact)[0]
     artifact.write_bytes(artifact.read_bytes()[:100])  # a disk fault, or a copy cut short
     (tmp_path / "results" / "records.jsonl").unlink()
     summary = _runner(tmp_path).run(["herding"])
     assert summary.ok_records == 1 and summary.error_records == 0
-    assert list(artifact.parent.glob("ipc1-seed0.pt.corrupt-*"))
+    assert list(artifact.parent.glob(f"{artifact.name}.corrupt-*"))
     again = SyntheticSet.load(artifact)[0]
     assert (again.images == good.images).all()
 
