@@ -36,7 +36,7 @@ from benchsuite.published import load_published
 from benchsuite.preflight import check_writable_folder
 from benchsuite.records import RunRecord, read_record_file
 from benchsuite.report import records_frame, summarise
-from benchsuite.staleness import InstalledMethods, default_plugins, select
+from benchsuite.staleness import STALE_MARK, InstalledMethods, default_plugins, select
 
 WITHIN = 2.0  # points
 FIDELITY_FILE = "fidelity.md"
@@ -60,6 +60,7 @@ class SuiteCell:
     eval_augment: str | None
     test_set: str | None
     name: str | None = None  # as the tables show it: with its `--set` overrides, when it had any
+    stale: str | None = None  # why its records do not describe the installed code (kept by include_stale)
 
 
 @dataclass
@@ -128,7 +129,8 @@ def suite_cells(results_dirs: Iterable[Path], protocols: dict[str, Protocol] | N
             facts = extra.get((row.protocol_hash, row.method, row.dataset, row.ipc, row.arch), {})
             cell = SuiteCell(row.protocol, row.protocol_hash, str(folder), float(row.acc_mean), float(row.ci_low),
                              float(row.ci_high), int(row.n), facts.get("iterations"), row.division,
-                             facts.get("eval_epochs"), facts.get("eval_augment"), row.test_set, row.method)
+                             facts.get("eval_epochs"), facts.get("eval_augment"), row.test_set, row.method,
+                             getattr(row, "stale", "") or None)
             out.setdefault((row.base_method, row.dataset, int(row.ipc), row.arch), []).append(cell)
     return out
 
@@ -198,7 +200,8 @@ def fidelity_markdown(lines: list[Line]) -> str:
         pub = f"{p['accuracy']:.1f}" + (f" ± {p['std']:.1f}" if not pd.isna(p.get("std")) else "")
         rows.append({
             "method": p["method"], "dataset": p["dataset"], "IPC": p["ipc"] or "whole",
-            "suite": "not run" if s is None else f"{s.mean:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}] (n={s.n})",
+            "suite": "not run" if s is None else f"{s.mean:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}] (n={s.n})"
+                     + (f" {STALE_MARK}" if s.stale else ""),
             "protocol": "" if s is None else f"{s.protocol} ({s.results})" + (
                 f", as {s.name}" if s.name and s.name != p["method"] else ""),
             "iterations": "" if s is None or s.iterations is None else f"{s.iterations:,}",
@@ -215,6 +218,11 @@ def fidelity_markdown(lines: list[Line]) -> str:
             "(suite minus published), *not comparable* (with the reason), or *not run*. Caveats shift a figure "
             "without changing what it measures.", "",
             "Counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
+    stale = sorted({ln.suite.stale for ln in lines if ln.suite is not None and ln.suite.stale})
+    if stale:
+        head += [f"Suite figures marked {STALE_MARK} are stale (kept by `--include-stale`): their records do not "
+                 f"describe the installed code ({'; '.join(stale)}). Rerun their cells to compare the current code.",
+                 ""]
     return "\n".join(head) + tabulate(rows, headers="keys", tablefmt="github") + "\n"
 
 

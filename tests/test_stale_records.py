@@ -167,3 +167,10 @@ def test_fidelity_pairs_an_override_with_its_method_and_leaves_stale_records_out
         ("dm [iterations=20000]", 70.0, "within 2 points")]
     kept = reproduction_lines([tmp_path / "a", tmp_path / "b"], plugins, table, include_stale=True)
     assert sorted(ln.suite.mean for ln in kept) == [20.0, 70.0]
+    # a kept stale figure is marked on the page, and the page says why
+    from benchsuite.fidelity import fidelity_markdown
+
+    page = fidelity_markdown(kept)
+    rows = {line.split("|")[4].strip() for line in page.splitlines() if line.startswith("| dm ")}
+    assert rows == {"20.00 [20.00, 20.00] (n=1) ‡", "70.00 [70.00, 70.00] (n=1)"}
+    assert "made before source digests were recorded" in page
