@@ -22,16 +22,15 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
 
+from benchsuite import atomic
 from benchsuite.api import LabeledData
 from benchsuite.data.base import (
     DataSources,
@@ -76,16 +75,16 @@ def normalised_tag(spec: DatasetSpec) -> str:
 
 
 def _atomic_torch_save(payload: dict, path: Path) -> bool:
-    """Write atomically (unique temporary name, then rename); a failure only costs the next load time."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """Write atomically; a failure only costs the next load time (so it is a warning)."""
+    return _quietly(lambda: atomic.torch_save(payload, path), path)
+
+
+def _quietly(write: Callable[[], None], path: Path) -> bool:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        write()
         return True
     except OSError as exc:
         log.warning("could not write dataset cache %s: %s", path, exc)
-        tmp.unlink(missing_ok=True)
         return False
 
 
@@ -102,15 +101,7 @@ def save_cache(base: Path, raw: RawSplits, fingerprint: str) -> bool:
             return False
     meta = {"format": CACHE_FORMAT, "provenance": raw.provenance, "test_set": raw.test_set,
             "fingerprint": fingerprint, "float_bytes": 4 * (raw.x_train.numel() + raw.x_test.numel())}
-    tmp = base.with_name(f".{base.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, base)
-        return True
-    except OSError as exc:
-        log.warning("could not write dataset cache %s: %s", base, exc)
-        tmp.unlink(missing_ok=True)
-        return False
+    return _quietly(lambda: atomic.write_text(base, json.dumps(meta)), base)
 
 
 def read_cache_meta(base: Path) -> dict | None:
