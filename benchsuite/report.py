@@ -25,7 +25,7 @@ from benchsuite import atomic
 from benchsuite.preflight import check_writable_folder
 from benchsuite.records import SkippedLines, read_record_file
 from benchsuite.staleness import STALE_MARK, InstalledMethods, Selection, default_plugins, select
-from benchsuite.stats import RANK_TEST, cell_stats, rank_groups, welch_greater
+from benchsuite.stats import ALPHA, POWER, RANK_TEST, cell_stats, compare_greater, detectable_difference, rank_groups
 
 log = logging.getLogger("benchsuite")
 
@@ -92,22 +92,25 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "base_method",
                                      "stale", "acc_mean",
                                      "acc_std", "n", "seeds", "ci_low", "ci_high", "ci_unit", "var_seed",
-                                     "var_model", "rank", "p_vs_random", "distill_seconds", "distill_peak_memory_bytes",
+                                     "var_model", "set_sd", "rank", "p_vs_random", "test_vs_random", "detectable",
+                                     "distill_seconds", "distill_peak_memory_bytes",
                                      "eval_seconds", "storage_bytes", "division", "test_set", "machine"])
     keys = ["protocol", "protocol_hash", "dataset", "ipc", "arch", "method"]
     out, cells = [], {}
     for key, g in ok.groupby(keys, sort=True, dropna=False):
-        mean, std, n = _pool(g["values"])
-        by_seed = [[v for vs in sg["values"] for v in vs] for _, sg in g.groupby("seed")]
+        _, std, n = _pool(g["values"])
+        # the distilled set (one per seed) is the unit: its evaluation models average within it
+        by_seed = {int(seed): [v for vs in sg["values"] for v in vs] for seed, sg in g.groupby("seed")}
         st = cell_stats(by_seed)
         cells[key] = st
         out.append(dict(zip(keys, key)) | {
             "base_method": g["base_method"].iloc[0],
             "stale": "; ".join(sorted({s for s in g["stale"] if s})),
-            "acc_mean": round(mean, 2), "acc_std": round(std, 2), "n": n, "seeds": int(g["seed"].nunique()),
+            "acc_mean": round(st.mean, 2), "acc_std": round(std, 2), "n": n, "seeds": st.seeds,
             "ci_low": round(st.ci_low, 2), "ci_high": round(st.ci_high, 2), "ci_unit": st.unit,
             "var_seed": None if st.var_seed is None else round(st.var_seed, 3),
             "var_model": None if st.var_model is None else round(st.var_model, 3),
+            "set_sd": None if st.set_sd is None else round(st.set_sd, 3),
             "distill_seconds": _mean(g["distill_seconds"]),
             "distill_peak_memory_bytes": _mean(g["distill_peak_memory_bytes"]),
             "eval_seconds": _mean(g["eval_seconds"]),
@@ -117,18 +120,25 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "machine": "; ".join(sorted(set(g["machine"].dropna()))),
         })
     summary = pd.DataFrame(out)
-    summary["rank"], summary["p_vs_random"] = 0, math.nan
+    summary["rank"] = pd.Series([pd.NA] * len(summary), dtype="Int64")
+    summary["p_vs_random"], summary["test_vs_random"], summary["detectable"] = math.nan, "", math.nan
     for column, cs in summary.groupby(["protocol_hash", "dataset", "ipc", "arch"]):
         stats_of = {m: cells[(p, ph, d, i, a, m)] for p, ph, d, i, a, m in
                     cs[keys].itertuples(index=False, name=None)}
-        ranks = rank_groups(stats_of)
+        # the upper bound (IPC 0) is shown beside the columns, never ranked or tested
+        ranks = rank_groups({m: c for m, c in stats_of.items()}) if column[2] != 0 else {}
+        found = detectable_difference(list(stats_of.values())) if column[2] != 0 else None
         base = stats_of.get(BASELINE)
         for idx, method in zip(cs.index, cs["method"]):
-            summary.loc[idx, "rank"] = ranks[method]
+            if ranks.get(method) is not None:
+                summary.loc[idx, "rank"] = ranks[method]
+            if found is not None:
+                summary.loc[idx, "detectable"] = round(found, 2)
             if base is not None and method != BASELINE:
-                p_value = welch_greater(stats_of[method].observations, base.observations)
-                summary.loc[idx, "p_vs_random"] = float(f"{p_value:.4g}")  # 4 significant digits
-    summary["rank"] = summary["rank"].astype(int)
+                versus = compare_greater(stats_of[method], base)
+                summary.loc[idx, "test_vs_random"] = versus.test
+                if not math.isnan(versus.p):
+                    summary.loc[idx, "p_vs_random"] = float(f"{versus.p:.4g}")  # 4 significant digits
     return summary
 
 
@@ -168,12 +178,14 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
             others = sorted(set(ps["machine"]) - {usual})
             lines += [f"Machines: most cells ran on {usual}; cells marked † ran on {'; '.join(others)}.", ""]
         divisions = sorted(ps["division"].dropna().unique())
-        units = sorted(set(main["ci_unit"]))
-        lines += [f"Division: {', '.join(divisions)}. Accuracy: final-epoch test accuracy (%), mean over all "
-                  "evaluation models of all seeds (n), with its 95% confidence interval (Student's t over "
-                  f"{' or '.join(units)}; with one seed the interval covers the evaluation models only, not "
-                  "the distilled set's own variability).", "",
-                  f"Rank groups (#k): {RANK_TEST}. Methods that share a rank are not significantly apart.", ""]
+        lines += [f"Division: {', '.join(divisions)}. Accuracy: final-epoch test accuracy (%), the mean of the "
+                  "per-set means (each distilled set's evaluation models averaged), with n evaluation models in k "
+                  "sets and a 95% confidence interval (Student's t over the k set means). A cell of one set shows "
+                  "the interval of its evaluation models instead (it says nothing of another set of the same "
+                  "method) and is not tested or ranked (*1 set*).", "",
+                  f"Rank groups (#k): {RANK_TEST}. Methods that share a rank are not significantly apart. The last "
+                  f"row gives the smallest difference each column's design detects (one-sided test at "
+                  f"α = {ALPHA:g}, {POWER:.0%} power, from the column's own variance components).", ""]
         # IPC 0 marks IPC-independent methods (the whole-set upper bound): shown in every column
         # of their dataset, never ranked.
         cols = sorted({(d, i) for d, i in zip(main["dataset"], main["ipc"]) if i != 0})
@@ -182,7 +194,7 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
         ranked, bounds = [], []
         for method, ms in main.groupby("method"):
             row: dict[str, Any] = {"method": method}
-            ranks = []
+            means = []
             bound = bool((ms["ipc"] == 0).all())
             for d, i in cols:
                 hit = ms[(ms["dataset"] == d) & (ms["ipc"] == (0 if bound else i))]
@@ -190,19 +202,18 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
                     row[f"{d} IPC {i}"] = "-"
                     continue
                 h = hit.iloc[0]
-                cell = f"{h.acc_mean:.2f} [{h.ci_low:.2f}, {h.ci_high:.2f}] (n={h.n}){mark(h)}"
-                row[f"{d} IPC {i}"] = cell if bound else f"{cell} #{h['rank']}"
-                if not bound:
-                    ranks.append(h["rank"])
+                row[f"{d} IPC {i}"] = cell_text(h, mark(h), ranked=not bound)
+                means.append(h.acc_mean)
             if bound:
                 row["method"] = f"{method} (upper bound, whole train set)"
-                row["mean rank"] = "-"
                 bounds.append(row)
             else:
-                row["mean rank"] = round(sum(ranks) / len(ranks), 2) if ranks else math.nan
-                ranked.append(row)
-        ranked.sort(key=lambda r: (r["mean rank"], r["method"]))
-        lines += [tabulate(ranked + bounds, headers="keys", tablefmt="github"), ""]
+                # rows in the order of their point estimates (averaged over the columns they have)
+                ranked.append((-(sum(means) / len(means)) if means else math.inf, method, row))
+        ranked.sort(key=lambda item: item[:2])
+        rows = [row for *_, row in ranked] + bounds
+        rows.append({"method": "detectable difference", **{f"{d} IPC {i}": detectable_text(main, d, i) for d, i in cols}})
+        lines += [tabulate(rows, headers="keys", tablefmt="github"), ""]
         lines += _versus_random(main, cols)
         lines += _variance_components(main)
 
@@ -229,8 +240,27 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
     return sections
 
 
+def cell_text(h: Any, marks: str = "", ranked: bool = True) -> str:
+    """``mean [low, high] (n=N, k sets) #rank``; a cell of one set says so instead of a rank."""
+    sets = f"{h.seeds} set{'s' if h.seeds != 1 else ''}"
+    text = f"{h.acc_mean:.2f} [{h.ci_low:.2f}, {h.ci_high:.2f}] (n={h.n}, {sets}){marks}"
+    if not ranked:
+        return text
+    return f"{text} #{int(h['rank'])}" if not pd.isna(h["rank"]) else text
+
+
+def detectable_text(main: pd.DataFrame, dataset: str, ipc: int) -> str:
+    """The column's detectable difference, or why it cannot be estimated."""
+    col = main[(main["dataset"] == dataset) & (main["ipc"] == ipc)]
+    found = col["detectable"].dropna()
+    if found.empty:
+        return "not estimable: one set per cell"
+    return f"{float(found.iloc[0]):.2f} points"
+
+
 def _versus_random(main: pd.DataFrame, cols: list[tuple[str, int]]) -> list[str]:
-    """Per method and column: the one-sided Welch p-value of "above random", ✓ below 0.05."""
+    """Per method and column: the one-sided p-value of "above random", ✓ below 0.05; a cell of
+    one set is not tested."""
     if BASELINE not in set(main["method"]):
         return []
     rows = []
@@ -238,14 +268,18 @@ def _versus_random(main: pd.DataFrame, cols: list[tuple[str, int]]) -> list[str]
         row: dict[str, Any] = {"method": method}
         for d, i in cols:
             hit = ms[(ms["dataset"] == d) & (ms["ipc"] == i)]
-            p = hit.iloc[0]["p_vs_random"] if not hit.empty else math.nan
-            row[f"{d} IPC {i}"] = "-" if pd.isna(p) else f"{'✓' if p < 0.05 else '✗'} " + (
-                "p<0.0001" if p < 1e-4 else f"p={p:.2g}")
+            if hit.empty:
+                row[f"{d} IPC {i}"] = "-"
+                continue
+            p, test = hit.iloc[0]["p_vs_random"], hit.iloc[0]["test_vs_random"]
+            row[f"{d} IPC {i}"] = test if pd.isna(p) else f"{'✓' if p < ALPHA else '✗'} " + (
+                "p<0.0001" if p < 1e-4 else f"p={p:.2g}") + f" ({test})"
         rows.append(row)
     if not rows:
         return []
-    return ["### Versus random", "", "Does the method beat `random` in the column? One-sided Welch's t-test on the "
-            "same observations as the intervals; ✓ when p < 0.05 (not corrected for the number of cells).", "",
+    return ["### Versus random", "", "Does the method beat `random` in the column? One-sided test on the per-set "
+            "means (paired t when both have the same seeds, else Welch t); ✓ when p < 0.05 (not corrected for the "
+            "number of cells); a cell of one set is not tested.", "",
             tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 

@@ -198,10 +198,12 @@ class SiteBuilder:
         df = records_frame(selection)
         summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
         body = [f"<h1>Leaderboard</h1><p class=note>Built by <code>benchsuite report</code> from {len(records)} "
-                f"records in <code>{_e(self.results_dir)}</code>. Accuracy: final-epoch test accuracy (%), mean "
-                "over all evaluation models of all distillation seeds, with its 95% confidence interval; "
-                f"<b>#k</b> is the rank group: {_e(RANK_TEST)}. Methods sharing a rank are not significantly "
-                "apart. Click a column to sort, a picture to enlarge it.</p>"]
+                f"records in <code>{_e(self.results_dir)}</code>. Accuracy: final-epoch test accuracy (%), the "
+                "mean of the per-set means (each distilled set's evaluation models averaged), with its 95% "
+                "confidence interval over the sets; a cell of one set shows its evaluation models' interval and is "
+                f"not tested or ranked. <b>#k</b> is the rank group: {_e(RANK_TEST)}. Methods sharing a rank are not "
+                "significantly apart; the last row is the smallest difference the column can detect. Click a "
+                "column to sort, a picture to enlarge it.</p>"]
         body += [f"<p class=note>{_e(line)}</p>" for line in left_out_lines(selection, skipped)]
         if not records:
             body.append("<p>No records yet.</p>")
@@ -256,22 +258,28 @@ class SiteBuilder:
         main = summary[summary["arch"] == distill_arch] if not summary.empty else summary
         ipcs = sorted({r.ipc for r in rs if r.ipc})
         methods = sorted({r.display_name for r in rs})
-        head = "<tr><th>method</th>" + "".join(f"<th>IPC {i}</th>" for i in ipcs) + "<th>mean rank</th></tr>"
+        head = "<tr><th>method</th>" + "".join(f"<th>IPC {i}</th>" for i in ipcs) + "</tr>"
         rows = []
         for m in methods:
-            cells, ranks = [], []
+            cells, means = [], []
             for i in ipcs:
                 ipc = 0 if all(r.ipc == 0 for r in rs if r.display_name == m) else i
                 hit = main[(main["method"] == m) & (main["ipc"] == ipc)] if not main.empty else main
                 recs = [r for r in rs if r.display_name == m and r.ipc == ipc and r.arch == distill_arch]
                 cells.append(self._leader_cell(hit.iloc[0] if not hit.empty else None, recs, bound=ipc == 0))
                 if not hit.empty and ipc:
-                    ranks.append(int(hit.iloc[0]["rank"]))
-            mean_rank = sum(ranks) / len(ranks) if ranks else math.nan
-            rows.append(f"<tr><td data-sort='{_e(m)}'>{_e(m)}</td>{''.join(cells)}"
-                        f"<td class=num data-sort='{_num(round(mean_rank, 2) if ranks else 999)}'>"
-                        f"{'-' if not ranks else f'{mean_rank:.2f}'}</td></tr>")
-        return f"<table class=sortable><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+                    means.append(float(hit.iloc[0]["acc_mean"]))
+            # rows come in the order of their point estimates (a click on a column sorts by it)
+            rows.append((-(sum(means) / len(means)) if means else math.inf, m,
+                         f"<tr><td data-sort='{_e(m)}'>{_e(m)}</td>{''.join(cells)}</tr>"))
+        rows.sort(key=lambda item: item[:2])
+        found = {i: main[(main["ipc"] == i)]["detectable"].dropna() for i in ipcs} if not main.empty else {}
+        detectable = "".join(
+            f"<td class=ci>{'not estimable: one set per cell' if found.get(i) is None or found[i].empty else f'{float(found[i].iloc[0]):.2f} points'}</td>"
+            for i in ipcs)
+        foot = f"<tfoot><tr><td class=ci>detectable difference</td>{detectable}</tr></tfoot>"
+        return (f"<table class=sortable><thead>{head}</thead><tbody>{''.join(r for *_, r in rows)}</tbody>"
+                f"{foot}</table>")
 
     def _leader_cell(self, h: pd.Series | None, recs: list[RunRecord], bound: bool) -> str:
         pic = self.picture(recs[0]) if recs else {}
@@ -284,10 +292,11 @@ class SiteBuilder:
                 e = errors[0].error
                 return f"<td class=err data-sort='-1'>error: {_e(e.type)}<div class=ci>{_e(e.message[:160])}</div></td>"
             return "<td data-sort='-1'>-</td>"
-        rank = "" if bound else f" <span class=rank>#{int(h['rank'])}</span>"
+        sets = f"{int(h.seeds)} set{'s' if int(h.seeds) != 1 else ''}"
+        rank = "" if bound or pd.isna(h["rank"]) else f" <span class=rank>#{int(h['rank'])}</span>"
         stale = f" <span title='{_e('stale: ' + h['stale'])}'>{STALE_MARK}</span>" if h.get("stale") else ""
         return (f"<td class=num data-sort='{h.acc_mean}'>{h.acc_mean:.2f}{rank}{stale}<div class=ci>[{h.ci_low:.2f}, "
-                f"{h.ci_high:.2f}] n={int(h.n)}</div>{thumb}</td>")
+                f"{h.ci_high:.2f}] n={int(h.n)}, {sets}</div>{thumb}</td>")
 
     def plots(self, phash: str, dataset: str, summary: pd.DataFrame, distill_arch: str) -> str:
         if summary.empty:

@@ -22,8 +22,21 @@ def published(**changes):
 
 def cell(**changes):
     base = dict(protocol="p", protocol_hash="h", results="r", mean=27.0, ci_low=26.0, ci_high=28.0, n=2,
-                iterations=20000, division="closed", eval_epochs=1000, eval_augment="dsa", test_set="official")
+                iterations=20000, division="closed", eval_epochs=1000, eval_augment="dsa", test_set="official",
+                sets=3, set_sd=0.4)
     return SuiteCell(**(base | changes))
+
+
+def test_a_wide_interval_or_one_set_is_inconclusive_with_the_sets_that_would_settle_it():
+    # within 2 points of 26.0, but the interval over 3 sets is [23.0, 31.0]: half-width 4 > 2
+    v, reasons, _ = verdict(published(), cell(mean=27.0, ci_low=23.0, ci_high=31.0, set_sd=1.62), 20000)
+    assert v == "inconclusive (n too small)"
+    # sets of sd 1.62: t(0.975, 5) * 1.62 / sqrt 6 = 1.70 <= 2, t(0.975, 4) * 1.62 / sqrt 5 = 2.01 > 2
+    assert "[23.00, 31.00] of 3 sets" in reasons[0] and "about 6 sets would settle it" in reasons[0]
+    v, reasons, _ = verdict(published(), cell(mean=27.0, sets=1, set_sd=None), 20000)
+    assert v == "inconclusive (n too small)" and "one distilled set" in reasons[0]
+    # a narrow interval of several sets gets its verdict
+    assert verdict(published(), cell(mean=27.0, ci_low=26.2, ci_high=27.8), 20000)[0] == "within 2 points"
 
 
 def test_verdicts():
@@ -58,16 +71,18 @@ def write_records(folder, protocol, records):
     (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def record(method, dataset, ipc, accs, protocol="quick", protocol_hash="qh", iterations=100):
+def record(method, dataset, ipc, accs, protocol="quick", protocol_hash="qh", iterations=100, seed=0):
     facts = current({"protocol": protocol, "protocol_hash": protocol_hash, "method": method, "dataset": dataset,
-                     "ipc": ipc, "seed": 0, "method_config": {"iterations": iterations}, "division": "closed",
+                     "ipc": ipc, "seed": seed, "method_config": {"iterations": iterations}, "division": "closed",
                      "test_set": "official"})
     return RunRecord.ok(facts, arch="convnet", accuracies=accs, eval_epochs=300).to_json()
 
 
 def test_lines_pair_each_published_row_with_every_protocol_that_has_the_cell(tmp_path, plugins):
     write_records(tmp_path / "a", "quick", [record("dm", "fashionmnist", 1, [70.0, 71.0])])
-    write_records(tmp_path / "b", "other", [record("dm", "fashionmnist", 1, [69.0, 70.0], "other", "oh", 20000)])
+    # three distilled sets, so the verdict has an interval of sets to rest on
+    write_records(tmp_path / "b", "other", [record("dm", "fashionmnist", 1, [69.0 + s / 10, 70.0], "other", "oh", 20000,
+                                                   seed=s) for s in range(3)])
     table = pd.DataFrame([published(dataset="fashionmnist", accuracy=70.7, std=0.6),
                           published(dataset="fashionmnist", ipc=10, accuracy=83.5)])
     lines = reproduction_lines([tmp_path / "a", tmp_path / "b"], plugins, table)

@@ -56,11 +56,35 @@ def test_one_machine_gives_no_marks(tmp_path):
 
 
 def test_protocols_are_ranked_apart(tmp_path):
+    two_sets = lambda method, values, h: [record(method, "convnet", v, protocol_hash=h) | {"seed": s}
+                                          for s, v in enumerate(values)]
     board, summary = write(tmp_path, [
-        record("dm", "convnet", [70.0], protocol_hash="aaaa"),
-        record("random", "convnet", [50.0], protocol_hash="aaaa"),
-        record("random", "convnet", [90.0], protocol_hash="bbbb"),
+        *two_sets("dm", [[70.0, 70.5], [71.0, 70.9]], "aaaa"),
+        *two_sets("random", [[50.0, 50.4], [50.5, 51.5]], "aaaa"),
+        *two_sets("random", [[90.0, 90.2], [89.0, 89.4]], "bbbb"),
     ])
     assert board.count("## Protocol `quick`") == 2
     ranks = {(r.protocol_hash, r.method): r["rank"] for _, r in summary.iterrows()}
     assert ranks == {("aaaa", "dm"): 1, ("aaaa", "random"): 2, ("bbbb", "random"): 1}
+
+
+def test_a_cell_of_one_set_is_shown_but_never_tested_or_ranked(tmp_path):
+    board, summary = write(tmp_path, [record("dm", "convnet", [70.0, 71.0]), record("random", "convnet", [50.0, 51.0])])
+    assert summary["rank"].isna().all() and summary["p_vs_random"].isna().all()
+    assert set(summary.loc[summary["method"] == "dm", "test_vs_random"]) == {"one set: not tested"}
+    table = board.split("### Versus random")[0]
+    assert "70.50 [64.15, 76.85] (n=2, 1 set)" in table and "#" not in table.split("| method")[1]
+    assert "not estimable: one set per cell" in table
+    assert "one set: not tested" in board.split("### Versus random")[1]
+
+
+def test_rows_follow_the_means_and_the_column_says_what_it_can_detect(tmp_path):
+    sets = lambda method, means: [record("dm" if method == "dm" else method, "convnet", [m - 0.2, m + 0.2]) |
+                                  {"seed": s} for s, m in enumerate(means)]
+    board, summary = write(tmp_path, [*sets("random", [50.0, 51.0, 49.0]), *sets("dm", [70.0, 70.5, 69.8])])
+    rows = [line.split("|")[1].strip() for line in board.split("### Versus random")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| method")]
+    assert rows[:2] == ["dm", "random"] and rows[-1] == "detectable difference"
+    detectable = summary["detectable"].dropna().unique()
+    assert len(detectable) == 1 and detectable[0] > 0
+    assert f"{detectable[0]:.2f} points" in board
