@@ -60,6 +60,7 @@ def records_frame(selection: Selection) -> pd.DataFrame:
             "eval_seconds": r.eval_seconds,
             "storage_bytes": r.storage_bytes,
             "division": r.division,
+            "labels": "soft" if r.eval_soft_labels else "hard",
             "error": r.error.message if r.error else None,
             "machine": machine_label(r.machine),
         })
@@ -85,8 +86,42 @@ def _pool(values: pd.Series) -> tuple[float, float, int]:
     return mean, std, len(flat)
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (protocol, dataset, ipc, arch, method): pooled accuracy and mean costs."""
+#: A cell stores at most this much over its IPC's pixel budget and is still in the pixel band
+#: (rounding, a learned learning rate stored beside the images).
+PIXEL_BAND_SLACK = 1.01
+PIXEL_BAND = "pixels"
+
+
+def image_bytes_of(plugins: Any) -> Callable[[str], int | None]:
+    """Bytes of one float32 image of a dataset (its shape from the installed dataset registry), or
+    ``None`` for a dataset that is not installed."""
+    def image_bytes(dataset: str) -> int | None:
+        try:
+            spec = plugins.datasets.get(plugins.datasets.canonical(dataset)).spec
+        except Exception:  # noqa: BLE001 - not installed: no band can be named
+            return None
+        c, h, w = spec.shape
+        return c * h * w * 4 * spec.num_classes  # one image per class
+    return image_bytes
+
+
+def storage_band(storage_bytes: float | None, ipc: int, per_ipc_bytes: int | None) -> tuple[float | None, str]:
+    """(stored bytes over the IPC's pixel budget, the band's name): ``pixels`` when a cell stores no
+    more than ``ipc`` float32 images per class, else ``N× pixels`` (powers of two, so methods of
+    about the same size share a band)."""
+    if not storage_bytes or not ipc or not per_ipc_bytes:
+        return None, PIXEL_BAND
+    ratio = float(storage_bytes) / (ipc * per_ipc_bytes)
+    if ratio <= PIXEL_BAND_SLACK:
+        return ratio, PIXEL_BAND
+    return ratio, f"{2 ** round(math.log2(ratio)):g}× pixels"
+
+
+def summarise(df: pd.DataFrame, image_bytes: Callable[[str], int | None] | None = None) -> pd.DataFrame:
+    """One row per (protocol, dataset, ipc, arch, method): pooled accuracy and mean costs, the
+    cell's storage band and label regime (``image_bytes`` names a dataset's pixel budget per IPC;
+    without it every cell is in one band). Ranks and tests compare cells of one column, storage
+    band and label regime only."""
     ok = df[df["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame(columns=["protocol", "protocol_hash", "dataset", "ipc", "arch", "method", "base_method",
@@ -94,7 +129,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
                                      "acc_std", "n", "seeds", "ci_low", "ci_high", "ci_unit", "var_seed",
                                      "var_model", "set_sd", "rank", "p_vs_random", "test_vs_random", "detectable",
                                      "distill_seconds", "distill_peak_memory_bytes",
-                                     "eval_seconds", "storage_bytes", "division", "test_set", "machine"])
+                                     "eval_seconds", "storage_bytes", "storage_ratio", "band", "labels", "division",
+                                     "test_set", "machine"])
     keys = ["protocol", "protocol_hash", "dataset", "ipc", "arch", "method"]
     out, cells = [], {}
     for key, g in ok.groupby(keys, sort=True, dropna=False):
@@ -115,6 +151,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "distill_peak_memory_bytes": _mean(g["distill_peak_memory_bytes"]),
             "eval_seconds": _mean(g["eval_seconds"]),
             "storage_bytes": _mean(g["storage_bytes"]),
+            **dict(zip(("storage_ratio", "band"), storage_band(
+                _mean(g["storage_bytes"]), int(key[3]), image_bytes(key[2]) if image_bytes else None))),
+            "labels": "soft" if (g["labels"] == "soft").any() else "hard",
             "division": g["division"].iloc[0],
             "test_set": g["test_set"].iloc[0],
             "machine": "; ".join(sorted(set(g["machine"].dropna()))),
@@ -122,7 +161,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame(out)
     summary["rank"] = pd.Series([pd.NA] * len(summary), dtype="Int64")
     summary["p_vs_random"], summary["test_vs_random"], summary["detectable"] = math.nan, "", math.nan
-    for column, cs in summary.groupby(["protocol_hash", "dataset", "ipc", "arch"]):
+    summary["storage_ratio"] = summary["storage_ratio"].map(lambda r: None if r is None else round(r, 3))
+    # methods are ranked together only within one storage band and label regime
+    for column, cs in summary.groupby(["protocol_hash", "dataset", "ipc", "arch", "band", "labels"]):
         stats_of = {m: cells[(p, ph, d, i, a, m)] for p, ph, d, i, a, m in
                     cs[keys].itertuples(index=False, name=None)}
         # the upper bound (IPC 0) is shown beside the columns, never ranked or tested
@@ -185,7 +226,12 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
                   "method) and is not tested or ranked (*1 set*).", "",
                   f"Rank groups (#k): {RANK_TEST}. Methods that share a rank are not significantly apart. The last "
                   f"row gives the smallest difference each column's design detects (one-sided test at "
-                  f"α = {ALPHA:g}, {POWER:.0%} power, from the column's own variance components).", ""]
+                  f"α = {ALPHA:g}, {POWER:.0%} power, from the column's own variance components).", "",
+                  f"Matched views: methods are ranked together only within one storage band (bytes stored over the "
+                  f"IPC's budget of float32 pixels: `pixels` up to it, else the nearest power of two) and one label "
+                  f"regime. Cells outside the main view (pixel budget, hard labels) are marked {OTHER_BAND_MARK} "
+                  "with their band, and their rank is within that band; the storage table below puts cells of equal "
+                  "stored bytes side by side.", ""]
         # IPC 0 marks IPC-independent methods (the whole-set upper bound): shown in every column
         # of their dataset, never ranked.
         cols = sorted({(d, i) for d, i in zip(main["dataset"], main["ipc"]) if i != 0})
@@ -222,8 +268,10 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
             eff.append({"method": h.method, "dataset": h.dataset, "IPC": h.ipc,
                         "distill time": _fmt_secs(h.distill_seconds),
                         "distill peak memory": _fmt_bytes(h.distill_peak_memory_bytes),
-                        "storage": _fmt_bytes(h.storage_bytes), "eval time": _fmt_secs(h.eval_seconds) + mark(h)})
+                        "storage": _fmt_bytes(h.storage_bytes), "band": h.get("band", PIXEL_BAND),
+                        "labels": h.get("labels", "hard"), "eval time": _fmt_secs(h.eval_seconds) + mark(h)})
         lines += ["### Efficiency", "", tabulate(eff, headers="keys", tablefmt="github"), ""]
+        lines += _storage_matched(main)
 
         other_archs = sorted(set(ps["arch"]) - {main_arch})
         if other_archs:
@@ -240,9 +288,20 @@ def leaderboard_tables(summary: pd.DataFrame, distill_archs: dict[str, str]) -> 
     return sections
 
 
+OTHER_BAND_MARK = "◇"
+
+
+def in_main_view(h: Any) -> bool:
+    """Whether a cell is compared in the main view: within its IPC's pixel budget, hard labels."""
+    return h.get("band", PIXEL_BAND) == PIXEL_BAND and h.get("labels", "hard") == "hard"
+
+
 def cell_text(h: Any, marks: str = "", ranked: bool = True) -> str:
-    """``mean [low, high] (n=N, k sets) #rank``; a cell of one set says so instead of a rank."""
+    """``mean [low, high] (n=N, k sets) #rank``; a cell of one set says so instead of a rank; a cell
+    outside the pixel budget or with soft labels is marked ◇ (its rank is within its own band)."""
     sets = f"{h.seeds} set{'s' if h.seeds != 1 else ''}"
+    if ranked and not in_main_view(h):
+        marks += f" {OTHER_BAND_MARK} {h['band']}, {h['labels']} labels"
     text = f"{h.acc_mean:.2f} [{h.ci_low:.2f}, {h.ci_high:.2f}] (n={h.n}, {sets}){marks}"
     if not ranked:
         return text
@@ -252,7 +311,8 @@ def cell_text(h: Any, marks: str = "", ranked: bool = True) -> str:
 def detectable_text(main: pd.DataFrame, dataset: str, ipc: int) -> str:
     """The column's detectable difference, or why it cannot be estimated."""
     col = main[(main["dataset"] == dataset) & (main["ipc"] == ipc)]
-    found = col["detectable"].dropna()
+    main_view = col[[in_main_view(h) for _, h in col.iterrows()]]
+    found = (main_view if not main_view.empty else col)["detectable"].dropna()
     if found.empty:
         return "not estimable: one set per cell"
     return f"{float(found.iloc[0]):.2f} points"
@@ -280,6 +340,24 @@ def _versus_random(main: pd.DataFrame, cols: list[tuple[str, int]]) -> list[str]
     return ["### Versus random", "", "Does the method beat `random` in the column? One-sided test on the per-set "
             "means (paired t when both have the same seeds, else Welch t); ✓ when p < 0.05 (not corrected for the "
             "number of cells); a cell of one set is not tested.", "",
+            tabulate(rows, headers="keys", tablefmt="github"), ""]
+
+
+def _storage_matched(main: pd.DataFrame) -> list[str]:
+    """Cells of one dataset side by side at equal stored bytes (powers of two), whatever their IPC:
+    a method that stores 32× the pixels of IPC 1 meets the pixel methods of about that size."""
+    cells = main[(main["ipc"] != 0) & main["storage_bytes"].notna()]
+    if cells.empty:
+        return []
+    rows = []
+    for (dataset, size), g in cells.groupby([cells["dataset"], cells["storage_bytes"].map(
+            lambda b: 2 ** round(math.log2(b)) if b and b > 0 else 0)]):
+        ordered = g.sort_values("acc_mean", ascending=False)
+        rows.append({"dataset": dataset, "stored (about)": _fmt_bytes(size),
+                     "cells, best first": "; ".join(f"{h.method} IPC {h.ipc}: {h.acc_mean:.2f} ({h.labels} labels)"
+                                                   for h in ordered.itertuples())})
+    return ["### At equal storage", "", "Every cell by the bytes it stores (rounded to a power of two), best accuracy "
+            "first: methods compared at the same storage rather than the same IPC.", "",
             tabulate(rows, headers="keys", tablefmt="github"), ""]
 
 
@@ -321,7 +399,8 @@ def write_report(results_dir: Path, out_dir: Path | None = None, *, plugins: Any
     selection = select(records, include_stale=include_stale, installed=installed)
     _warn_left_out(results_dir, selection)
     df = records_frame(selection)
-    summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
+    image_bytes = image_bytes_of(installed.plugins)
+    summary = summarise(df, image_bytes) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
     distill_archs = {r.protocol_hash: r.distill_arch for r in records if r.distill_arch}
     summary_path = out_dir / SUMMARY_FILE
     # Both files are replaced whole (temporary file, then rename): a kill never leaves them empty.

@@ -27,7 +27,7 @@ from benchsuite.errors import ArtifactError
 from benchsuite.pictures import Renderer
 from benchsuite.identity import digest_of
 from benchsuite.records import RunRecord, read_record_file
-from benchsuite.report import left_out_lines, machine_label, records_frame, summarise
+from benchsuite.report import image_bytes_of, left_out_lines, machine_label, records_frame, summarise
 from benchsuite.preflight import check_writable_folder
 from benchsuite.staleness import STALE_MARK, InstalledMethods, Selection, default_plugins, select
 from benchsuite.stats import RANK_TEST
@@ -196,7 +196,8 @@ class SiteBuilder:
         records, skipped = read_record_file(self.results_dir, installed.containers())
         selection = select(records, include_stale=self.include_stale, installed=installed)
         df = records_frame(selection)
-        summary = summarise(df) if not df.empty else summarise(pd.DataFrame(columns=["status"]))
+        summary = (summarise(df, image_bytes_of(installed.plugins)) if not df.empty
+                   else summarise(pd.DataFrame(columns=["status"])))
         body = [f"<h1>Leaderboard</h1><p class=note>Built by <code>benchsuite report</code> from {len(records)} "
                 f"records in <code>{_e(self.results_dir)}</code>. Accuracy: final-epoch test accuracy (%), the "
                 "mean of the per-set means (each distilled set's evaluation models averaged), with its 95% "

@@ -6,6 +6,8 @@ an error record naming the rule, and is never saved. Storage bytes count the ten
 from __future__ import annotations
 
 import textwrap
+
+from plugin_text import PLUGIN_PRELUDE
 from types import SimpleNamespace
 
 import pytest
@@ -177,24 +179,7 @@ def test_parameterised_methods_count_their_parameters_as_stored():
 
 # -- end to end: a sweep turns each such set into an error record and saves none of them ---------
 
-TYPE_METHODS = textwrap.dedent('''
-    from dataclasses import dataclass
-    import torch
-    import benchsuite
-
-    @dataclass(frozen=True)
-    class Cfg:
-        pass
-
-    def per_class(real, n):
-        imgs, labels = [], []
-        for c, idx in enumerate(real.class_indices()):
-            imgs.append(real.images[idx[:n]])
-            labels.append(torch.full((n,), c))
-        return torch.cat(imgs), torch.cat(labels)
-
-    class Base(benchsuite.Method):
-        Config = Cfg
+TYPE_METHODS = PLUGIN_PRELUDE + textwrap.dedent('''
 
     class Float64(Base):
         name = "float64-images"

@@ -88,3 +88,39 @@ def test_rows_follow_the_means_and_the_column_says_what_it_can_detect(tmp_path):
     detectable = summary["detectable"].dropna().unique()
     assert len(detectable) == 1 and detectable[0] > 0
     assert f"{detectable[0]:.2f} points" in board
+
+
+def test_storage_bands_by_the_pixel_budget():
+    from benchsuite.report import storage_band
+
+    per_ipc = 10 * 28 * 28 * 4  # Fashion-MNIST: one float32 image per class
+    assert storage_band(per_ipc, 1, per_ipc) == (1.0, "pixels")
+    assert storage_band(per_ipc * 10 * 0.5, 10, per_ipc) == (0.5, "pixels")   # a container under budget
+    assert storage_band(per_ipc * 33, 1, per_ipc) == (33.0, "32× pixels")       # H-PD's latents and layers
+    assert storage_band(None, 1, per_ipc) == (None, "pixels")
+
+
+def test_methods_are_ranked_only_within_their_storage_band_and_label_regime(tmp_path):
+    per_ipc = 10 * 28 * 28 * 4
+
+    def cell(method, means, storage, soft=False):
+        return [record(method, "convnet", [m - 0.2, m + 0.2]) | {"seed": s, "storage_bytes": storage,
+                                                                 "eval_soft_labels": soft}
+                for s, m in enumerate(means)]
+    board, summary = write(tmp_path, [*cell("random", [50.0, 51.0, 49.5], per_ipc),
+                                      *cell("dm", [70.0, 70.6, 69.7], per_ipc),
+                                      *cell("hpd-dm", [60.0, 60.4, 59.8], per_ipc * 32),
+                                      *cell("mtt", [75.0, 75.5, 74.6], per_ipc, soft=True)])
+    by = {r.method: r for r in summary.itertuples()}
+    assert (by["dm"].band, by["hpd-dm"].band, by["mtt"].labels) == ("pixels", "32× pixels", "soft")
+    # dm is first among the pixel, hard-label cells; hpd-dm and mtt are alone in their own views
+    assert (by["dm"].rank, by["random"].rank, by["hpd-dm"].rank, by["mtt"].rank) == (1, 2, 1, 1)
+    table = board.split("### Versus random")[0]
+    hpd = next(line for line in table.splitlines() if line.startswith("| hpd-dm"))
+    assert "◇ 32× pixels, hard labels" in hpd
+    assert "◇" not in next(line for line in table.splitlines() if line.startswith("| dm "))
+    assert "◇ pixels, soft labels" in next(line for line in table.splitlines() if line.startswith("| mtt"))
+    # the storage view puts the cells of one size together, best first
+    equal = board.split("### At equal storage")[1].split("###")[0]
+    assert "mtt IPC 1: 75.03 (soft labels); dm IPC 1: 70.10 (hard labels); random IPC 1: 50.17" in equal
+    assert "hpd-dm IPC 1: 60.07" in equal

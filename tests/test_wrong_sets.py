@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import textwrap
 
+from plugin_text import PLUGIN_PRELUDE
+
 import pytest
 import torch
 
@@ -19,25 +21,8 @@ from benchsuite.runner import RunOptions, Runner
 from conftest import run_cli
 
 # Each method breaks one rule; `honest` keeps them all. The class count of `synthetic` is 10.
-BAD_METHODS = textwrap.dedent('''
-    from dataclasses import dataclass
+BAD_METHODS = PLUGIN_PRELUDE + textwrap.dedent('''
     import math
-    import torch
-    import benchsuite
-
-    @dataclass(frozen=True)
-    class Cfg:
-        pass
-
-    def per_class(real, n):
-        imgs, labels = [], []
-        for c, idx in enumerate(real.class_indices()):
-            imgs.append(real.images[idx[:n]])
-            labels.append(torch.full((n,), c))
-        return torch.cat(imgs), torch.cat(labels)
-
-    class Base(benchsuite.Method):
-        Config = Cfg
 
     class TooMany(Base):
         name = "too-many"
