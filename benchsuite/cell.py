@@ -203,21 +203,19 @@ class CellWorker:
         from benchsuite.isolation_child import IsolatedJob
 
         try:
-            try:
-                result = run_isolated(IsolatedJob(task), progress=progress, timeout=task.cell_timeout)
-            except IsolatedFailure as exc:
-                if exc.type_name != WORKER_DIED:
-                    raise
-                # A process killed from outside (the kernel's OOM killer, a stray signal) may not be
-                # the method's fault: one retry, as a cluster retries a lost worker.
-                log.warning("%s: %s; retrying once", cell.label(), exc.message)
+            # A process killed from outside (the kernel's OOM killer, a stray signal) may not be the
+            # method's fault: one retry, as a cluster retries a lost worker.
+            for attempt in (1, 2):
                 try:
                     result = run_isolated(IsolatedJob(task), progress=progress, timeout=task.cell_timeout)
-                except IsolatedFailure as again:
-                    if again.type_name != WORKER_DIED:
+                    break
+                except IsolatedFailure as exc:
+                    if exc.type_name != WORKER_DIED:
                         raise
-                    raise IsolatedFailure(WORKER_DIED, f"{again.message}, on the first try and on its one retry",
-                                          again.traceback_text, again.expected) from None
+                    if attempt == 2:
+                        raise IsolatedFailure(WORKER_DIED, f"{exc.message}, on the first try and on its one retry",
+                                              exc.traceback_text, exc.expected) from None
+                    log.warning("%s: %s; retrying once", cell.label(), exc.message)
         finally:
             getattr(progress, "close", lambda: None)()
         syn = result.syn

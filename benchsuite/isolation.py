@@ -189,7 +189,8 @@ def _died(proc: Any, what: str) -> tuple:
     proc.join(timeout=10)
     code = proc.exitcode
     how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
-    hint = " (out of memory?)" if code == -9 else ""
+    hint = (" (out of memory? lower the method's budget with --set, or free memory)" if code == -9
+            else " (a crash in native code, or os._exit in the method: run it with `benchsuite probe` to see)")
     return ("error", WORKER_DIED, f"the process running the {what} {how}{hint} before returning a set", "",
             False, "died")
 
